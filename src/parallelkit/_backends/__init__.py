@@ -1,0 +1,1 @@
+"""One module per backend; :mod:`._registry` maps the flag to the module."""

@@ -1,0 +1,46 @@
+"""Every use of ``multiprocessing.Pool``'s private attributes, and nothing else.
+
+The process backend stands on ``multiprocessing.Pool`` but must know three
+things the public API does not tell:
+
+- ``pool._pool``: the worker ``Process`` objects, whose sentinels reveal a
+  worker that died (the pool replaces it but never fails the task it held);
+- ``pool._cache``: the pending results by job id; a job whose worker died
+  stays there forever and would make ``close()`` + ``join()`` wait forever,
+  so it is removed once the engine has failed it;
+- ``pool._inqueue._rlock``: the lock an idle worker holds while it waits for
+  a task; a worker killed while idle leaves it held (CPython gh-96062), and
+  the pool's other workers then never get a task.
+
+These attributes have the same names and meaning on CPython 3.10 to 3.13;
+``tests/test_mp_private.py`` checks them on each version the suite runs on.
+"""
+
+from __future__ import annotations
+
+from multiprocessing.pool import AsyncResult, Pool
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+__all__ = ("forget", "inqueue_lock", "workers")
+
+
+def workers(pool: Pool) -> list[BaseProcess]:
+    """Return a snapshot of the pool's current worker processes."""
+    procs: list[BaseProcess] = list(pool._pool)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
+    return procs
+
+
+def forget(pool: Pool, result: AsyncResult[Any]) -> None:
+    """Drop a job whose worker died from the pool's cache, so ``join()`` can end."""
+    job = result._job  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+    cache: dict[int, Any] = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    try:
+        del cache[job]
+    except KeyError:
+        pass
+
+
+def inqueue_lock(pool: Pool) -> Any:
+    """Return the lock idle workers hold while waiting for a task."""
+    return pool._inqueue._rlock  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]

@@ -1,0 +1,232 @@
+"""The process backend: ``multiprocessing.Pool`` plus a watcher that sees deaths.
+
+::
+
+    engine ──apply_async(run_blob, (id, fn bytes, items bytes, mode))──▶ mp.Pool
+                                                                          │ task queue
+        ┌─────────────────────────────────────────────────────────────────┘
+        ▼
+    worker processes (started by mp.Pool with the configured start method)
+        │  ack pipe: b"S"(pid, chunk id) when a chunk is taken,
+        │            b"I"(error) when the initializer failed
+        │  result queue: outcome bytes ──▶ mp.Pool result thread ──▶ engine.complete
+        ▼
+    watcher thread: waits on the ack pipe and on every worker's sentinel.
+        - remembers which pid holds which chunk;
+        - a worker that exits while holding a chunk: after a short grace (its
+          result may still be in the result queue) the chunk fails with
+          WorkerCrashedError; mp.Pool starts a replacement worker itself;
+        - an initializer failure: the engine is marked broken.
+
+``multiprocessing.Pool`` replaces dead workers but never fails the task they
+held; the watcher is what turns that hang into an error. Private attributes of
+the pool are read only through :mod:`._mp_private`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from multiprocessing.pool import Pool
+from multiprocessing.process import BaseProcess
+from typing import Any, Final, final
+
+from .. import _worker
+from .._config import Settings
+from .._errors import WorkerCrashedError
+from .._serialize import dumps, dumps_function, exception_from_envelope, loads
+from . import _mp_private
+from ._base import BackendOptions, Chunk, Hooks
+
+__all__ = ("Backend",)
+
+#: How long a dead worker's chunk waits for a result already in the result queue.
+CRASH_GRACE: Final = 0.25
+#: Longest sleep of the watcher between looks at the pool's worker list.
+POLL: Final = 0.05
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Return ``"signal SIGKILL"`` / ``"exit code 3"`` / ``"an unknown status"``."""
+    if exitcode is None:
+        return "an unknown status"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+@final
+class Backend:
+    """Runs chunks in worker processes of a ``multiprocessing.Pool``."""
+
+    def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
+        self._hooks = hooks
+        self.workers = settings.workers
+        self.window = 4 * settings.workers
+        self.start_method: str | None = settings.start_method
+        context = multiprocessing.get_context(settings.start_method)
+        self._ack_reader, self._ack_writer = context.Pipe(duplex=False)
+        init_blob = dumps_function(options.initializer) if options.initializer else None
+        args_blob = dumps(tuple(options.initargs)) if options.initializer else None
+        self._pool: Pool = context.Pool(
+            settings.workers,
+            _worker.init_process_worker,
+            (self._ack_writer, os.getpid(), init_blob, args_blob),
+            options.max_tasks_per_worker,
+        )
+        self._holding: dict[int, int] = {}  # pid -> id of the chunk it took last
+        self._procs: dict[int, BaseProcess] = {}
+        self._suspects: list[tuple[float, int, int | None, int]] = []
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch, name="parallelkit-process-watcher", daemon=True
+        )
+        self._watcher.start()
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def prepare_fn(self, fn: Callable[..., Any]) -> object:
+        return dumps_function(fn)
+
+    def pack_items(self, items: list[Any]) -> object:
+        return dumps(items)
+
+    def send(self, chunk: Chunk) -> None:
+        assert isinstance(chunk.fn, bytes) and isinstance(chunk.payload, bytes)
+        hooks = self._hooks
+
+        def done(blob: bytes) -> None:
+            values, errors, elapsed = _worker.unpack_outcome(blob, chunk.count)
+            hooks.complete(chunk, values, errors, elapsed)
+
+        def failed(exc: BaseException) -> None:
+            hooks.fail(chunk, exc)
+
+        chunk.handle = self._pool.apply_async(
+            _worker.run_blob,
+            (chunk.id, chunk.fn, chunk.payload, chunk.mode),
+            callback=done,
+            error_callback=failed,
+        )
+
+    def abort(self, chunk: Chunk) -> None:
+        pid = chunk.pid
+        if pid is not None and self._holding.get(pid) == chunk.id:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._forget(chunk)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def join(self) -> None:
+        self._pool.join()
+        self._shutdown_watcher()
+
+    def terminate(self) -> None:
+        self._stop.set()
+        self._pool.terminate()
+        self._shutdown_watcher()
+
+    # -- the watcher --------------------------------------------------------------------
+
+    def _forget(self, chunk: Chunk) -> None:
+        handle = chunk.handle
+        if handle is not None:
+            _mp_private.forget(self._pool, handle)  # type: ignore[arg-type]
+
+    def _shutdown_watcher(self) -> None:
+        self._stop.set()
+        if self._watcher is not threading.current_thread():
+            self._watcher.join()
+        for conn in (self._ack_reader, self._ack_writer):
+            conn.close()
+
+    def _watch(self) -> None:
+        reader = self._ack_reader
+        while not self._stop.is_set():
+            for proc in _mp_private.workers(self._pool):
+                if proc.pid is not None and proc.pid not in self._procs:
+                    self._procs[proc.pid] = proc
+            waitables: list[Any] = [reader, *(p.sentinel for p in self._procs.values())]
+            try:
+                wait(waitables, timeout=POLL)
+                while reader.poll():
+                    self._on_ack(reader.recv_bytes())
+            except (OSError, EOFError, ValueError):
+                if self._stop.is_set():
+                    return
+                raise
+            self._reap()
+            self._judge_suspects()
+
+    def _on_ack(self, message: bytes) -> None:
+        kind, body = message[:1], message[1:]
+        if kind == _worker.ACK_STARTED:
+            pid, chunk_id = _worker.ACK_FORMAT.unpack(body)
+            self._holding[pid] = chunk_id
+            self._hooks.started(chunk_id, pid)
+        elif kind == _worker.ACK_INIT_FAILED:
+            _, envelope = loads(body)
+            error = exception_from_envelope(envelope)
+            self._hooks.broken(error)
+            self._stop.set()
+
+    def _reap(self) -> None:
+        for pid, proc in list(self._procs.items()):
+            exitcode = proc.exitcode
+            if exitcode is None:
+                continue
+            del self._procs[pid]
+            chunk_id = self._holding.pop(pid, None)
+            if chunk_id is not None and self._hooks.running(chunk_id) is not None:
+                self._suspects.append((time.monotonic() + CRASH_GRACE, pid, exitcode, chunk_id))
+        # A worker that took a chunk but was reaped before it was ever seen here.
+        known = set(self._procs)
+        for pid, chunk_id in list(self._holding.items()):
+            if pid not in known and not _alive(pid):
+                del self._holding[pid]
+                if self._hooks.running(chunk_id) is not None:
+                    self._suspects.append((time.monotonic() + CRASH_GRACE, pid, None, chunk_id))
+
+    def _judge_suspects(self) -> None:
+        now = time.monotonic()
+        keep: list[tuple[float, int, int | None, int]] = []
+        for suspect in self._suspects:
+            when, pid, exitcode, chunk_id = suspect
+            if when > now:
+                keep.append(suspect)
+                continue
+            chunk = self._hooks.running(chunk_id)
+            if chunk is None:
+                continue
+            error = WorkerCrashedError(
+                f"worker pid {pid} died with {describe_exit(exitcode)} while running "
+                f"{chunk.label}; the worker was replaced and the executor is still usable",
+                pid=pid,
+                exitcode=exitcode,
+                task=chunk.label,
+            )
+            if self._hooks.fail(chunk, error):
+                self._forget(chunk)
+        self._suspects = keep
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - pid reused by another user
+        return False
+    return True

@@ -1,0 +1,54 @@
+"""The serial backend: every chunk runs inline, in the caller's thread, in order.
+
+Deterministic and debuggable: breakpoints, ``pdb`` and coverage see the task
+as ordinary code. ``submit`` returns an already finished Future; maps run one
+chunk at a time as results are consumed. Errors are the same as on the other
+backends (a ``task_timeout`` can only be checked after the task returns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, final
+
+from .._config import Settings
+from . import _inline
+from ._base import BackendOptions, Chunk, Hooks
+
+__all__ = ("Backend",)
+
+
+@final
+class Backend:
+    """Runs chunks inline."""
+
+    start_method: str | None = None
+    window = 1
+    workers = 1
+
+    def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
+        self._hooks = hooks
+        self._check_pickle = settings.check_pickle
+        if options.initializer is not None:
+            options.initializer(*options.initargs)
+
+    def prepare_fn(self, fn: Callable[..., Any]) -> object:
+        return _inline.prepare_fn(fn, self._check_pickle)
+
+    def pack_items(self, items: list[Any]) -> object:
+        return _inline.pack_items(items, self._check_pickle)
+
+    def send(self, chunk: Chunk) -> None:
+        _inline.run_chunk(self._hooks, chunk, catch_interrupt=False)
+
+    def abort(self, chunk: Chunk) -> None:
+        """Nothing runs in the background."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def join(self) -> None:
+        """Nothing to wait for."""
+
+    def terminate(self) -> None:
+        """Nothing to stop."""

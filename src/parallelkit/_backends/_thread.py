@@ -1,0 +1,66 @@
+"""The thread backend: ``multiprocessing.dummy.Pool`` (threads, one process).
+
+::
+
+    engine ──apply_async(run_chunk, (chunk,))──▶ multiprocessing.dummy.Pool
+                                                   │ worker threads
+    engine ◀── hooks.started / hooks.complete ─────┘ (called from those threads)
+
+A thread cannot be killed: a chunk that passes its ``task_timeout`` fails on
+time for the caller, but its thread runs on until the function returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from multiprocessing.dummy import Pool as ThreadPool
+from typing import Any, final
+
+from .._config import Settings
+from . import _inline
+from ._base import BackendOptions, Chunk, Hooks
+
+__all__ = ("Backend",)
+
+
+@final
+class Backend:
+    """Runs chunks in the threads of a ``multiprocessing.dummy.Pool``."""
+
+    start_method: str | None = None
+
+    def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
+        self._hooks = hooks
+        self._check_pickle = settings.check_pickle
+        self.workers = settings.workers
+        self.window = 4 * settings.workers
+        # max_tasks_per_worker recycles processes (leaks, fragmentation); threads
+        # share one process, so there is nothing to recycle.
+        self._pool = ThreadPool(settings.workers, options.initializer, tuple(options.initargs))
+
+    def prepare_fn(self, fn: Callable[..., Any]) -> object:
+        return _inline.prepare_fn(fn, self._check_pickle)
+
+    def pack_items(self, items: list[Any]) -> object:
+        return _inline.pack_items(items, self._check_pickle)
+
+    def send(self, chunk: Chunk) -> None:
+        hooks = self._hooks
+        self._pool.apply_async(
+            _inline.run_chunk,
+            (hooks, chunk),
+            {"catch_interrupt": True},
+            error_callback=lambda exc: hooks.fail(chunk, exc),
+        )
+
+    def abort(self, chunk: Chunk) -> None:
+        """Threads cannot be stopped; the engine has already failed the chunk."""
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def join(self) -> None:
+        self._pool.join()
+
+    def terminate(self) -> None:
+        self._pool.terminate()

@@ -1,0 +1,392 @@
+"""Where the backend flag (and its companions) come from.
+
+Every setting is resolved field by field, first match wins::
+
+    1. the argument          Executor(backend="thread")
+    2. the context           with parallelkit.config(backend="thread"): ...
+                             (a ContextVar: private to the thread / asyncio task
+                             that entered it, inherited by tasks it creates)
+    3. the environment       PARALLELKIT_BACKEND, PARALLELKIT_WORKERS,
+                             PARALLELKIT_START_METHOD, PARALLELKIT_CHECK_PICKLE
+    4. a config file         the file named by PARALLELKIT_CONFIG, else the
+                             [tool.parallelkit] table of the nearest
+                             pyproject.toml at or above the working directory
+    5. the default           process / CPUs this process may use / forkserver / False
+
+A bad value from any source raises :class:`~parallelkit.ConfigError` (a
+``ValueError``) naming the value, its source and the valid choices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import multiprocessing
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Final, final
+
+from ._backends._registry import backend_names
+from ._errors import ConfigError
+
+__all__ = ("Settings", "config", "current_settings", "default_workers", "resolve_settings")
+
+#: The start method used when none is configured, on every Python version.
+DEFAULT_START_METHOD: Final = "forkserver"
+DEFAULT_BACKEND: Final = "process"
+
+_KEYS: Final = ("backend", "workers", "start_method", "check_pickle")
+_ENV: Final = {
+    "backend": "PARALLELKIT_BACKEND",
+    "workers": "PARALLELKIT_WORKERS",
+    "start_method": "PARALLELKIT_START_METHOD",
+    "check_pickle": "PARALLELKIT_CHECK_PICKLE",
+}
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The resolved configuration an Executor, Pool or channel is built with.
+
+    Attributes:
+        backend: ``"process"``, ``"thread"``, ``"serial"`` (or another
+            registered backend).
+        workers: Number of workers (at least 1).
+        start_method: The ``multiprocessing`` start method of the process backend.
+        check_pickle: Round-trip tasks and results through the serializer on
+            the thread and serial backends, to catch what processes would refuse.
+    """
+
+    backend: str
+    workers: int
+    start_method: str
+    check_pickle: bool
+
+
+def default_workers() -> int:
+    """Return the number of CPUs this process may run on (its affinity mask).
+
+    Returns:
+        At least 1.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return max(1, os.cpu_count() or 1)
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _choices(values: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(repr(v) for v in sorted(values))
+
+
+def _check(key: str, value: object, source: str) -> object:
+    """Validate one raw value from ``source``; return it in its canonical type."""
+    if key == "backend":
+        names = backend_names()
+        if not isinstance(value, str) or value not in names:
+            raise ConfigError(
+                f"unknown backend {value!r} from {source}; expected one of {_choices(names)}"
+            )
+        return value
+    if key == "workers":
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"workers must be a whole number >= 1, got {value!r} from {source}"
+                ) from None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"workers must be a whole number >= 1, got {value!r} from {source}")
+        return value
+    if key == "start_method":
+        methods = multiprocessing.get_all_start_methods()
+        if not isinstance(value, str) or value not in methods:
+            raise ConfigError(
+                f"unknown start_method {value!r} from {source}; "
+                f"expected one of {_choices(methods)}"
+            )
+        return value
+    if key == "check_pickle":
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+        elif isinstance(value, bool):
+            return value
+        raise ConfigError(
+            f"check_pickle must be a boolean (true/false/1/0), got {value!r} from {source}"
+        )
+    raise ConfigError(f"unknown setting {key!r} from {source}; expected one of {_choices(_KEYS)}")
+
+
+# -- the context layer --------------------------------------------------------------------
+
+_context: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
+    "parallelkit_config", default={}
+)
+
+
+@contextlib.contextmanager
+def config(
+    *,
+    backend: str | None = None,
+    workers: int | None = None,
+    start_method: str | None = None,
+    check_pickle: bool | None = None,
+) -> Iterator[Settings]:
+    """Set defaults for Executors, Pools and channels created inside the block.
+
+    The setting is local to the current thread or asyncio task (it is a
+    context variable) and is undone on exit. An explicit argument to a
+    constructor still wins. Blocks nest; inner values win.
+
+    Args:
+        backend: The backend flag (``"process"``, ``"thread"``, ``"serial"``).
+        workers: Default number of workers.
+        start_method: Default start method for the process backend.
+        check_pickle: Default for ``check_pickle``.
+
+    Yields:
+        The settings in force inside the block.
+
+    Raises:
+        ConfigError: A value is invalid.
+
+    Example:
+        >>> import parallelkit
+        >>> with parallelkit.config(backend="serial"):
+        ...     with parallelkit.Executor() as ex:
+        ...         list(ex.map(abs, [-1, -2]))
+        [1, 2]
+    """
+    given = {
+        "backend": backend,
+        "workers": workers,
+        "start_method": start_method,
+        "check_pickle": check_pickle,
+    }
+    layer = dict(_context.get())
+    for key, value in given.items():
+        if value is not None:
+            layer[key] = _check(key, value, f"parallelkit.config({key}=...)")
+    token = _context.set(layer)
+    try:
+        yield current_settings()
+    finally:
+        _context.reset(token)
+
+
+# -- the file layer -----------------------------------------------------------------------
+
+_file_cache: dict[tuple[str, float], dict[str, object]] = {}
+
+
+def _find_config_file() -> tuple[Path, bool] | None:
+    """Return (path, explicit) of the config file in force, or None."""
+    named = os.environ.get("PARALLELKIT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(
+                f"PARALLELKIT_CONFIG names {named!r}, which is not a file; "
+                "point it at a TOML file or unset it"
+            )
+        return path, True
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate, False
+    return None
+
+
+def _file_values() -> tuple[dict[str, object], str]:
+    found = _find_config_file()
+    if found is None:
+        return {}, ""
+    path, explicit = found
+    key = (str(path), path.stat().st_mtime)
+    cached = _file_cache.get(key)
+    if cached is None:
+        document = _parse_toml(path)
+        tool = document.get("tool")
+        table: object = None
+        if isinstance(tool, dict) and "parallelkit" in tool:
+            table = tool["parallelkit"]  # pyright: ignore[reportUnknownVariableType]
+        elif explicit:
+            table = document
+        if table is None:
+            table = {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"[tool.parallelkit] in {path} must be a table")
+        cached = {str(k): v for k, v in table.items()}  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+        for name in cached:
+            if name not in _KEYS:
+                raise ConfigError(
+                    f"unknown setting {name!r} in config file {path}; "
+                    f"expected one of {_choices(_KEYS)}"
+                )
+        _file_cache.clear()
+        _file_cache[key] = cached
+    return cached, f"config file {path}"
+
+
+def _parse_toml(path: Path) -> dict[str, object]:
+    data = path.read_bytes()
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        try:
+            return tomllib.loads(data.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    return _parse_toml_subset(data.decode("utf-8"), path)  # pragma: no cover - 3.10 only
+
+
+_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\s*(#.*)?$")
+_PAIR = re.compile(r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$")
+
+
+def _parse_toml_subset(text: str, path: Path) -> dict[str, object]:
+    """Read the ``[tool.parallelkit]`` table (and top-level keys) without tomllib.
+
+    Python 3.10 has no TOML parser in its standard library and parallelkit
+    depends on nothing but cloudpickle, so on 3.10 only simple
+    ``key = "string" | integer | true | false`` lines are understood, which is
+    all parallelkit's settings need. Other tables are skipped unread.
+    """
+    result: dict[str, object] = {}
+    table: dict[str, object] | None = result
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        header = _HEADER.match(line)
+        if header:
+            name = header.group(1).replace('"', "").replace(" ", "")
+            if name == "tool.parallelkit":
+                tool = result.setdefault("tool", {})
+                assert isinstance(tool, dict)
+                table = tool.setdefault("parallelkit", {})  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+            else:
+                table = None
+            continue
+        if line.startswith("["):
+            table = None
+            continue
+        if table is None:
+            continue
+        pair = _PAIR.match(line)
+        if not pair:
+            raise ConfigError(f"cannot parse line {number} of config file {path}: {raw!r}")
+        table[pair.group(1)] = _toml_scalar(pair.group(2), number, path)
+    return result
+
+
+def _toml_scalar(text: str, number: int, path: Path) -> object:
+    if text[:1] in ("'", '"'):
+        end = text.find(text[0], 1)
+        rest = text[end + 1 :].strip() if end > 0 else "?"
+        if not rest or rest.startswith("#"):
+            return text[1:end]
+    else:
+        value = text.split("#", 1)[0].strip()
+        if value in ("true", "false"):
+            return value == "true"
+        try:
+            return int(value.replace("_", ""))
+        except ValueError:
+            pass
+    raise ConfigError(
+        f"cannot read the value on line {number} of config file {path}: {text!r}; "
+        "use a quoted string, a whole number, true or false"
+    )
+
+
+# -- resolution ---------------------------------------------------------------------------
+
+
+def _default(key: str) -> object:
+    if key == "backend":
+        return DEFAULT_BACKEND
+    if key == "workers":
+        return default_workers()
+    if key == "start_method":
+        return DEFAULT_START_METHOD
+    return False
+
+
+def _resolve_one(key: str, argument: object, file_values: dict[str, object], source: str) -> object:
+    if argument is not None:
+        return _check(key, argument, f"argument {key}=")
+    layer = _context.get()
+    if key in layer:
+        return layer[key]
+    env = os.environ.get(_ENV[key])
+    if env is not None and env.strip() != "":
+        return _check(key, env.strip(), f"environment variable {_ENV[key]}")
+    if key in file_values:
+        return _check(key, file_values[key], source)
+    return _default(key)
+
+
+def resolve_settings(
+    backend: str | None = None,
+    workers: int | None = None,
+    start_method: str | None = None,
+    check_pickle: bool | None = None,
+) -> Settings:
+    """Resolve every setting through argument > context > environment > file > default.
+
+    Args:
+        backend: Explicit backend, or None to look it up.
+        workers: Explicit worker count, or None.
+        start_method: Explicit start method, or None.
+        check_pickle: Explicit check_pickle, or None.
+
+    Returns:
+        The resolved settings.
+
+    Raises:
+        ConfigError: A value from any source is invalid.
+    """
+    file_values, source = _file_values()
+    args = {
+        "backend": backend,
+        "workers": workers,
+        "start_method": start_method,
+        "check_pickle": check_pickle,
+    }
+    values = {key: _resolve_one(key, args[key], file_values, source) for key in _KEYS}
+    b, w, s, c = values["backend"], values["workers"], values["start_method"], values["check_pickle"]
+    assert isinstance(b, str) and isinstance(w, int) and isinstance(s, str) and isinstance(c, bool)
+    return Settings(backend=b, workers=w, start_method=s, check_pickle=c)
+
+
+def current_settings() -> Settings:
+    """Return the settings an Executor created here with no arguments would use.
+
+    Returns:
+        The resolved :class:`Settings`.
+
+    Example:
+        >>> import parallelkit
+        >>> with parallelkit.config(backend="thread", workers=3):
+        ...     s = parallelkit.current_settings()
+        >>> (s.backend, s.workers)
+        ('thread', 3)
+    """
+    return resolve_settings()

@@ -1,0 +1,744 @@
+"""The one engine under both faces: chunks, dispatch, ordering, timeouts, errors.
+
+::
+
+    Executor / Pool (caller's thread)
+        │ submit / iterate / map_all: build Chunks (items pickled here, so a bad
+        │ item fails in the caller), enqueue
+        ▼
+    Engine._queue ──_pump()──▶ backend.send(chunk)   at most ``window`` running;
+        ▲                              │             the rest wait here, where
+        │                              │             cancel() can still drop them
+        │    backend threads ◀─────────┘
+        │    hooks.started(id, pid) ──▶ Deadlines thread (task_timeout) ──▶ fail + abort
+        └─── hooks.complete / fail ──▶ _finish(): first outcome wins, chunk.on_done()
+                                            │
+              Future.set_result / ResultIterator's queue / map_all's list ◀┘
+
+Every behaviour the two faces share lives here once: lazy bounded iteration,
+automatic chunk size, ordering, per-task timeouts, cancellation, shutdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Future
+from typing import Any, Final, Generic, TypeVar, final
+
+from ._backends._base import Backend, BackendOptions, Chunk
+from ._backends._registry import load_backend
+from ._chunking import ChunkSizer
+from ._config import Settings
+from ._errors import BrokenExecutorError, ClosedError, TaskTimeoutError
+from ._worker import CALL
+
+__all__ = ("Engine", "ResultIterator", "describe")
+
+T = TypeVar("T")
+
+RUNNING: Final = "running"
+CLOSING: Final = "closing"
+CLOSED: Final = "closed"
+TERMINATED: Final = "terminated"
+BROKEN: Final = "broken"
+
+
+def describe(fn: object) -> str:
+    """Return a short name for a task function, for error messages."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return str(name) if name else type(fn).__name__
+
+
+def check_timeout(value: float | None, name: str = "task_timeout") -> float | None:
+    """Validate a timeout in seconds (None means no limit).
+
+    Raises:
+        ValueError: The value is not a positive number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
+    return float(value)
+
+
+@final
+class _Deadlines:
+    """A thread that fails chunks that ran past their ``task_timeout``."""
+
+    def __init__(self, on_expire: Callable[[Chunk], None]) -> None:
+        self._on_expire = on_expire
+        self._heap: list[tuple[float, int, Chunk]] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="parallelkit-deadlines", daemon=True)
+        self._thread.start()
+
+    def add(self, when: float, chunk: Chunk) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, chunk.id, chunk))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        break
+                    self._cond.wait(None if not self._heap else self._heap[0][0] - now)
+                if self._stopped:
+                    return
+                _, _, chunk = heapq.heappop(self._heap)
+            self._on_expire(chunk)
+
+
+@final
+class Engine:
+    """Runs chunks on one backend; shared by :class:`Executor` and :class:`Pool`.
+
+    Args:
+        settings: The resolved settings (backend, workers, ...).
+        options: Initializer and worker recycling options.
+        task_timeout: Default per-task time limit, or None.
+    """
+
+    def __init__(
+        self, settings: Settings, options: BackendOptions, task_timeout: float | None
+    ) -> None:
+        self.settings = settings
+        self.task_timeout = check_timeout(task_timeout)
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._queue: deque[Chunk] = deque()
+        self._running: dict[int, Chunk] = {}
+        self._ids = itertools.count(1)
+        self._state = RUNNING
+        self._broken: BaseException | None = None
+        self._deadlines: _Deadlines | None = None
+        self._pumping = threading.local()
+        self._joined = False
+        self._stopped = threading.Event()
+        self.backend: Backend = load_backend(settings.backend)(self, settings, options)
+        self.window = self.backend.window
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``running``, ``closing``, ``closed``, ``terminated`` or ``broken``."""
+        return self._state
+
+    def _check_open(self) -> None:
+        if self._broken is not None:
+            raise BrokenExecutorError(
+                f"the {self.settings.backend} workers cannot run tasks: {self._broken}; "
+                "create a new executor once the cause is fixed"
+            ) from self._broken
+        if self._state != RUNNING:
+            raise ClosedError(
+                f"cannot schedule new tasks: this {self.settings.backend} executor is "
+                f"{self._state}; create a new one"
+            )
+
+    # -- building and queueing chunks ---------------------------------------------------
+
+    def chunk(
+        self,
+        fn: object,
+        label: str,
+        items: list[Any],
+        mode: int,
+        timeout: float | None,
+        on_done: Callable[[Chunk, list[Any] | None, dict[int, BaseException], BaseException | None], None],
+        future: Future[Any] | None = None,
+    ) -> Chunk:
+        """Build a chunk; its items are serialized now, in the caller's thread."""
+        payload = self.backend.pack_items(items)
+        return Chunk(
+            next(self._ids),
+            fn,
+            label,
+            payload,
+            len(items),
+            mode,
+            timeout,
+            future if future is not None else Future(),
+            on_done,
+        )
+
+    def enqueue(self, chunks: Iterable[Chunk]) -> None:
+        """Queue chunks for dispatch.
+
+        Raises:
+            ClosedError: The executor no longer accepts work.
+            BrokenExecutorError: The workers cannot start.
+        """
+        with self._lock:
+            self._check_open()
+            self._queue.extend(chunks)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand queued chunks to the backend while fewer than ``window`` run."""
+        if getattr(self._pumping, "active", False):
+            return  # re-entered from an inline completion: the outer loop goes on
+        self._pumping.active = True
+        try:
+            while True:
+                with self._lock:
+                    if (
+                        not self._queue
+                        or len(self._running) >= self.window
+                        or self._state in (TERMINATED, BROKEN)
+                    ):
+                        return
+                    chunk = self._queue.popleft()
+                    if not chunk.future.set_running_or_notify_cancel():
+                        dropped = True
+                    else:
+                        dropped = False
+                        self._running[chunk.id] = chunk
+                if dropped:
+                    self._notify(chunk, None, {}, CancelledError())
+                    self._signal_if_drained()
+                    continue
+                try:
+                    self.backend.send(chunk)
+                except BaseException as exc:  # noqa: BLE001 - delivered to the chunk's owner
+                    self.fail(chunk, exc)
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise  # Ctrl-C during an inline (serial) task
+        finally:
+            self._pumping.active = False
+
+    def _signal_if_drained(self) -> None:
+        with self._lock:
+            if not self._running and not self._queue:
+                self._drained.notify_all()
+
+    # -- hooks (called by backends, from any thread) ------------------------------------
+
+    def running(self, chunk_id: int) -> Chunk | None:
+        """Return the running chunk with that id, or None if it has ended."""
+        return self._running.get(chunk_id)
+
+    def started(self, chunk_id: int, pid: int | None) -> None:
+        """A worker took the chunk: start its clock."""
+        chunk = self._running.get(chunk_id)
+        if chunk is None:
+            return
+        chunk.mark_started(pid)
+        if chunk.timeout is not None and chunk.started is not None:
+            with self._lock:
+                if self._deadlines is None:
+                    self._deadlines = _Deadlines(self._expire)
+                deadlines = self._deadlines
+            deadlines.add(chunk.started + chunk.timeout * chunk.count, chunk)
+
+    def complete(
+        self, chunk: Chunk, values: list[Any], errors: dict[int, BaseException], elapsed: float
+    ) -> None:
+        """The chunk ran to its end."""
+        chunk.elapsed = elapsed
+        failure: BaseException | None = None
+        if (
+            chunk.timeout is not None
+            and chunk.started is not None
+            and time.monotonic() - chunk.started > chunk.timeout * chunk.count
+        ):
+            failure = self._timeout_error(chunk)
+        self._finish(chunk, values, errors, failure)
+
+    def fail(self, chunk: Chunk, failure: BaseException) -> bool:
+        """The chunk failed as a whole; False if it had already ended."""
+        return self._finish(chunk, None, {}, failure)
+
+    def broken(self, failure: BaseException) -> None:
+        """The workers cannot run: fail everything and refuse new work."""
+        with self._lock:
+            if self._broken is not None or self._state == TERMINATED:
+                return
+            self._broken = failure
+            self._state = BROKEN
+            victims = list(self._queue) + list(self._running.values())
+            self._queue.clear()
+        error = BrokenExecutorError(
+            f"the {self.settings.backend} workers cannot run tasks: {failure}; "
+            "create a new executor once the cause is fixed"
+        )
+        error.__cause__ = failure
+        for chunk in victims:
+            self.fail(chunk, error)
+        threading.Thread(target=self.backend.terminate, name="parallelkit-terminate").start()
+
+    def _finish(
+        self,
+        chunk: Chunk,
+        values: list[Any] | None,
+        errors: dict[int, BaseException],
+        failure: BaseException | None,
+    ) -> bool:
+        with self._lock:
+            if self._running.pop(chunk.id, None) is None:
+                return False
+            if not self._running and not self._queue:
+                self._drained.notify_all()
+        self._notify(chunk, values, errors, failure)
+        self._pump()
+        return True
+
+    @staticmethod
+    def _notify(
+        chunk: Chunk,
+        values: list[Any] | None,
+        errors: dict[int, BaseException],
+        failure: BaseException | None,
+    ) -> None:
+        chunk.on_done(chunk, values, errors, failure)
+
+    def _timeout_error(self, chunk: Chunk) -> TaskTimeoutError:
+        where = f" on worker pid {chunk.pid}" if chunk.pid is not None else ""
+        limit = chunk.timeout
+        return TaskTimeoutError(
+            f"{chunk.label} ran longer than task_timeout={limit:g}s{where}"
+            + (
+                "; the worker was stopped and replaced"
+                if chunk.pid is not None
+                else "; its thread cannot be stopped and runs on, its result is discarded"
+                if self.settings.backend == "thread"
+                else ""
+            )
+        )
+
+    def _expire(self, chunk: Chunk) -> None:
+        if self.fail(chunk, self._timeout_error(chunk)):
+            self.backend.abort(chunk)
+
+    # -- the three ways in --------------------------------------------------------------
+
+    def submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Future[T]:
+        """Run ``fn(*args, **kwargs)``; return its Future."""
+        with self._lock:
+            self._check_open()
+        future: Future[T] = Future()
+        label = f"task {{}} (fn={describe(fn)})"
+        chunk = self.chunk(
+            self.backend.prepare_fn(fn),
+            label,
+            [(args, kwargs)],
+            CALL,
+            self._timeout(timeout),
+            _resolve_single,
+            future,
+        )
+        chunk.label = label.format(chunk.id)
+        self.enqueue((chunk,))
+        return future
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.task_timeout if timeout is None else check_timeout(timeout)
+
+    def iterate(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Any],
+        mode: int,
+        *,
+        chunksize: int | None,
+        ordered: bool,
+        timeout: float | None,
+        kind: str,
+        timeout_error: type[BaseException] = TimeoutError,
+    ) -> ResultIterator[Any]:
+        """Map lazily with a bounded number of chunks in flight."""
+        with self._lock:
+            self._check_open()
+        return ResultIterator(
+            self, fn, iterable, mode, chunksize, ordered, self._timeout(timeout), kind, timeout_error
+        )
+
+    def map_all(
+        self,
+        fn: Callable[..., Any],
+        items: list[Any],
+        mode: int,
+        *,
+        chunksize: int | None,
+        timeout: float | None,
+        kind: str,
+    ) -> Future[list[Any]]:
+        """Map a materialized list; the Future resolves to every result, or the first error."""
+        with self._lock:
+            self._check_open()
+        limit = self._timeout(timeout)
+        if limit is not None and chunksize is None:
+            chunksize = 1  # a time limit is per task: keep tasks apart
+        sizer = ChunkSizer(chunksize, len(items), self.backend.workers)
+        result: Future[list[Any]] = Future()
+        result.set_running_or_notify_cancel()
+        if not items:
+            result.set_result([])
+            return result
+        fn_payload = self.backend.prepare_fn(fn)
+        name = describe(fn)
+        gather = _Gather(result, len(items))
+        size = sizer.size
+        chunks = [
+            self.chunk(
+                fn_payload,
+                f"items {start}-{min(start + size, len(items)) - 1} of {kind}(fn={name})",
+                items[start : start + size],
+                mode,
+                limit,
+                functools.partial(gather.done, start),
+            )
+            for start in range(0, len(items), size)
+        ]
+        gather.chunks = chunks
+        self.enqueue(chunks)
+        return result
+
+    # -- shutting down ------------------------------------------------------------------
+
+    def close(self, cancel_pending: bool = False) -> None:
+        """Accept no new work; queued work still runs unless ``cancel_pending``.
+
+        A background thread waits for the work and then lets the workers exit.
+        """
+        with self._lock:
+            first = self._state == RUNNING
+            if first:
+                self._state = CLOSING
+            dropped: list[Chunk] = []
+            if cancel_pending:
+                dropped = list(self._queue)
+                self._queue.clear()
+        for chunk in dropped:
+            chunk.future.cancel()
+            self._notify(chunk, None, {}, CancelledError())
+        self._signal_if_drained()
+        if first:
+            threading.Thread(target=self.join, name="parallelkit-closer").start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for queued and running work, then for the workers to exit.
+
+        Returns:
+            False if ``timeout`` passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._running or self._queue:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._drained.wait(remaining)
+            first = not self._joined
+            self._joined = True
+        if not first:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return self._stopped.wait(remaining)
+        try:
+            if self._state != TERMINATED:
+                self.backend.close()
+                self.backend.join()
+            self._stop_deadlines()
+        finally:
+            with self._lock:
+                if self._state in (RUNNING, CLOSING):
+                    self._state = CLOSED
+            self._stopped.set()
+        return True
+
+    def terminate(self) -> None:
+        """Stop now: queued work is cancelled, running work fails, workers are stopped."""
+        with self._lock:
+            if self._state == TERMINATED:
+                return
+            self._state = TERMINATED
+            self._joined = True
+            queued = list(self._queue)
+            self._queue.clear()
+            running = list(self._running.values())
+        for chunk in queued:
+            chunk.future.cancel()
+            self._notify(chunk, None, {}, CancelledError())
+        stopped = ClosedError(f"the {self.settings.backend} executor was terminated")
+        for chunk in running:
+            self.fail(chunk, stopped)
+        if not self._stopped.is_set():
+            self.backend.terminate()
+        self._stop_deadlines()
+        self._signal_if_drained()
+        self._stopped.set()
+
+    def _stop_deadlines(self) -> None:
+        with self._lock:
+            deadlines, self._deadlines = self._deadlines, None
+        if deadlines is not None:
+            deadlines.stop()
+
+
+def _resolve_single(
+    chunk: Chunk,
+    values: list[Any] | None,
+    errors: dict[int, BaseException],
+    failure: BaseException | None,
+) -> None:
+    future = chunk.future
+    if future.done():
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    elif errors:
+        future.set_exception(errors[0])
+    else:
+        assert values is not None
+        future.set_result(values[0])
+
+
+@final
+class _Gather:
+    """Collects the chunks of a ``map_all`` into one list."""
+
+    def __init__(self, result: Future[list[Any]], count: int) -> None:
+        self.result = result
+        self.values: list[Any] = [None] * count
+        self.remaining = count
+        self.lock = threading.Lock()
+        self.chunks: list[Chunk] = []
+
+    def done(
+        self,
+        start: int,
+        chunk: Chunk,
+        values: list[Any] | None,
+        errors: dict[int, BaseException],
+        failure: BaseException | None,
+    ) -> None:
+        with self.lock:
+            if self.result.done():
+                return
+            if failure is None and errors:
+                failure = errors[min(errors)]
+            if failure is not None:
+                self.result.set_exception(failure)
+                for other in self.chunks:
+                    other.future.cancel()
+                return
+            assert values is not None
+            self.values[start : start + chunk.count] = values
+            self.remaining -= chunk.count
+            if self.remaining == 0:
+                self.result.set_result(self.values)
+
+
+_Outcome = tuple[list[Any] | None, dict[int, BaseException], BaseException | None]
+
+
+class ResultIterator(Generic[T]):
+    """Results of a lazy map, in order or as they finish.
+
+    Reads its input only as chunks are needed (at most ``window`` chunks are
+    outstanding), so endless inputs work and memory stays flat. Unlike a
+    generator it may be advanced again after it raised a task's exception,
+    as ``multiprocessing.Pool.imap``'s iterator can.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        fn: Callable[..., Any],
+        iterable: Iterable[Any],
+        mode: int,
+        chunksize: int | None,
+        ordered: bool,
+        timeout: float | None,
+        kind: str,
+        timeout_error: type[BaseException] = TimeoutError,
+    ) -> None:
+        length: int | None
+        try:
+            length = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            length = None
+        if timeout is not None and chunksize is None:
+            chunksize = 1  # a time limit is per task: keep tasks apart
+        self._sizer = ChunkSizer(chunksize, length, engine.backend.workers)
+        self._engine = engine
+        self._fn = engine.backend.prepare_fn(fn)
+        self._name = f"{kind}(fn={describe(fn)})"
+        self._it = iter(iterable)
+        self._mode = mode
+        self._ordered = ordered
+        self._timeout = timeout
+        self._done: queue.SimpleQueue[tuple[Chunk, _Outcome]] = queue.SimpleQueue()
+        self._outstanding: dict[int, Chunk] = {}
+        self._arrived: dict[int, _Outcome] = {}
+        self._buffer: deque[tuple[bool, Any]] = deque()
+        self._position = 0
+        self._exhausted = False
+        self._input_error: BaseException | None = None
+        self._closed = False
+        self._timeout_error = timeout_error
+        self._refill()  # the first window starts now, as with concurrent.futures
+
+    def __iter__(self) -> ResultIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> T:
+        """Return the next result, waiting at most ``timeout`` seconds.
+
+        Args:
+            timeout: Seconds to wait; None waits as long as it takes.
+
+        Returns:
+            The next result.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first (the iterator stays usable);
+                ``multiprocessing.TimeoutError`` for iterators of :class:`Pool`.
+            StopIteration: No results are left.
+            Exception: The task's own exception, when its result is reached.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            return self._next(deadline)
+        except KeyboardInterrupt:
+            self.close()
+            raise
+
+    def _next(self, deadline: float | None) -> T:
+        while True:
+            if self._buffer:
+                ok, value = self._buffer.popleft()
+                if ok:
+                    return value  # type: ignore[no-any-return]
+                raise value
+            if self._closed:
+                raise StopIteration
+            self._refill()
+            if not self._outstanding:
+                self._closed = True
+                if self._input_error is not None:
+                    error, self._input_error = self._input_error, None
+                    raise error
+                raise StopIteration
+            if self._ordered:
+                head = next(iter(self._outstanding))
+                while head not in self._arrived:
+                    self._wait(deadline)
+                chunk = self._outstanding.pop(head)
+                outcome = self._arrived.pop(head)
+            else:
+                while not self._arrived:
+                    self._wait(deadline)
+                key = next(iter(self._arrived))
+                chunk = self._outstanding.pop(key)
+                outcome = self._arrived.pop(key)
+            self._expand(chunk, outcome)
+
+    def _expand(self, chunk: Chunk, outcome: _Outcome) -> None:
+        values, errors, failure = outcome
+        if failure is not None:
+            self._buffer.extend((False, failure) for _ in range(chunk.count))
+        elif not errors:
+            assert values is not None
+            self._buffer.extend((True, v) for v in values)
+        else:
+            assert values is not None
+            self._buffer.extend(
+                (False, errors[i]) if i in errors else (True, v) for i, v in enumerate(values)
+            )
+
+    def _wait(self, deadline: float | None) -> None:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            chunk, outcome = self._done.get(timeout=remaining)
+        except queue.Empty:
+            raise self._timeout_error("the next result did not arrive in time") from None
+        self._arrive(chunk, outcome)
+        while True:
+            try:
+                chunk, outcome = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._arrive(chunk, outcome)
+        self._refill()
+
+    def _arrive(self, chunk: Chunk, outcome: _Outcome) -> None:
+        if chunk.id in self._outstanding:
+            self._arrived[chunk.id] = outcome
+            if outcome[2] is None:
+                self._sizer.observe(chunk.count, chunk.elapsed)
+
+    def _on_done(
+        self,
+        chunk: Chunk,
+        values: list[Any] | None,
+        errors: dict[int, BaseException],
+        failure: BaseException | None,
+    ) -> None:
+        self._done.put((chunk, (values, errors, failure)))
+
+    def _refill(self) -> None:
+        engine = self._engine
+        while (
+            not self._exhausted and not self._closed and len(self._outstanding) < engine.window
+        ):
+            try:
+                batch = list(itertools.islice(self._it, self._sizer.size))
+            except Exception as exc:  # noqa: BLE001 - raised after the results before it
+                self._input_error = exc
+                self._exhausted = True
+                return
+            if not batch:
+                self._exhausted = True
+                return
+            first = self._position
+            self._position += len(batch)
+            label = f"items {first}-{self._position - 1} of {self._name}"
+            try:
+                chunk = engine.chunk(self._fn, label, batch, self._mode, self._timeout, self._on_done)
+            except Exception as exc:  # noqa: BLE001 - an item that cannot be pickled
+                chunk = Chunk(0, None, label, None, len(batch), self._mode, None, Future(), self._on_done)
+                chunk.id = -first - 1
+                self._outstanding[chunk.id] = chunk
+                self._arrived[chunk.id] = (None, {}, exc)
+                continue
+            self._outstanding[chunk.id] = chunk
+            engine.enqueue((chunk,))
+
+    def close(self) -> None:
+        """Stop: drop the chunks that have not started; ignore the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        for chunk in self._outstanding.values():
+            chunk.future.cancel()
+        self._outstanding.clear()
+        self._arrived.clear()
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,279 @@
+"""The ``concurrent.futures`` face: :class:`Executor`."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, final
+
+
+from ._engine import ResultIterator
+from ._owner import EngineOwner
+from ._timed import unwrap
+from ._worker import MAP, STAR
+
+__all__ = ("Executor",)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+@final
+class Executor(EngineOwner, concurrent.futures.Executor):
+    """A ``concurrent.futures.Executor`` whose backend is one flag.
+
+    Args:
+        backend: ``"process"``, ``"thread"`` or ``"serial"``; None reads the
+            configuration (argument > :func:`config` > ``PARALLELKIT_BACKEND``
+            > config file > ``"process"``).
+        workers: Number of workers; None reads the configuration, then the
+            number of CPUs this process may use.
+        start_method: ``"fork"``, ``"spawn"`` or ``"forkserver"`` for the
+            process backend; None reads the configuration, then
+            ``"forkserver"`` on every Python version.
+        initializer: Called once in each worker before its first task.
+        initargs: Arguments for ``initializer``.
+        max_tasks_per_worker: Replace a worker after it ran this many chunks.
+        task_timeout: Default time limit in seconds for each task; see
+            :class:`TaskTimeoutError`.
+        check_pickle: On the thread and serial backends, send tasks and
+            results through the serializer, as processes would.
+
+    Raises:
+        ConfigError: A setting from any source is invalid.
+        ValueError: ``workers`` or ``max_tasks_per_worker`` is not a whole number >= 1.
+
+    Example:
+        >>> import parallelkit
+        >>> with parallelkit.Executor("serial") as ex:
+        ...     ex.submit(pow, 2, 10).result()
+        1024
+    """
+
+    def __init__(
+        self,
+        backend: str | None = None,
+        workers: int | None = None,
+        *,
+        start_method: str | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        max_tasks_per_worker: int | None = None,
+        task_timeout: float | None = None,
+        check_pickle: bool | None = None,
+    ) -> None:
+        self._start_engine(
+            backend,
+            workers,
+            start_method,
+            initializer,
+            initargs,
+            max_tasks_per_worker,
+            task_timeout,
+            check_pickle,
+        )
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
+        """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future``.
+
+        To give this one call a time limit, wrap the function:
+        ``ex.submit(parallelkit.Timed(fn, 5.0), x)``.
+
+        Args:
+            fn: The function; lambdas and closures work on every backend.
+            *args: Its positional arguments.
+            **kwargs: Its keyword arguments.
+
+        Returns:
+            The Future of the call.
+
+        Raises:
+            ClosedError: The executor was shut down.
+            pickle.PicklingError: On the process backend, the function or an
+                argument cannot be serialized.
+
+        Example:
+            >>> import parallelkit
+            >>> with parallelkit.Executor("thread", 2) as ex:
+            ...     ex.submit(lambda a, b: a * b, 6, b=7).result()
+            42
+        """
+        fn_, timeout = unwrap(fn, None)
+        return self._engine.submit(fn_, args, kwargs, timeout)
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        task_timeout: float | None = None,
+    ) -> Iterator[T]:
+        """Like ``map(fn, *iterables)``, in parallel, lazily.
+
+        The input is read as workers need it, with a bounded number of chunks
+        in flight; results come in input order. A task's exception is raised
+        when its result is reached, after which the iterator ends.
+
+        Args:
+            fn: The function.
+            *iterables: One iterable per positional argument of ``fn``.
+            timeout: Seconds from this call until every result must be there;
+                ``concurrent.futures.TimeoutError`` otherwise.
+            chunksize: Items per chunk; None chooses (see the docs).
+            task_timeout: Time limit for each call; :class:`TaskTimeoutError`.
+
+        Returns:
+            An iterator over the results.
+
+        Example:
+            >>> import parallelkit
+            >>> with parallelkit.Executor("serial") as ex:
+            ...     list(ex.map(lambda a, b: a + b, [1, 2], [10, 20]))
+            [11, 22]
+        """
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        end = None if timeout is None else time.monotonic() + timeout
+        fn_, limit = unwrap(fn, task_timeout)
+        if len(iterables) == 1:
+            source: Iterable[Any] = iterables[0]
+            mode = MAP
+        else:
+            source = zip(*iterables)
+            mode = STAR
+        results: ResultIterator[T] = self._engine.iterate(
+            fn_,
+            source,
+            mode,
+            chunksize=chunksize,
+            ordered=True,
+            timeout=limit,
+            kind="map",
+            timeout_error=concurrent.futures.TimeoutError,
+        )
+        return _until_first_error(results, end)
+
+    def imap(
+        self,
+        fn: Callable[[Any], T],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> ResultIterator[T]:
+        """Lazy ordered map of a one-argument function, like ``Pool.imap``.
+
+        Unlike :meth:`map`, the iterator can be advanced after it raised a
+        task's exception, to get the results after it.
+
+        Args:
+            fn: The function.
+            iterable: Its arguments; may be endless.
+            chunksize: Items per chunk; None chooses.
+            task_timeout: Time limit for each call.
+
+        Returns:
+            An iterator over the results, in input order.
+        """
+        fn_, limit = unwrap(fn, task_timeout)
+        return self._engine.iterate(
+            fn_, iterable, MAP, chunksize=chunksize, ordered=True, timeout=limit, kind="imap"
+        )
+
+    def imap_unordered(
+        self,
+        fn: Callable[[Any], T],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> ResultIterator[T]:
+        """Like :meth:`imap`, but results come as they finish.
+
+        Args:
+            fn: The function.
+            iterable: Its arguments; may be endless.
+            chunksize: Items per chunk; None chooses.
+            task_timeout: Time limit for each call.
+
+        Returns:
+            An iterator over the results, in completion order.
+        """
+        fn_, limit = unwrap(fn, task_timeout)
+        return self._engine.iterate(
+            fn_,
+            iterable,
+            MAP,
+            chunksize=chunksize,
+            ordered=False,
+            timeout=limit,
+            kind="imap_unordered",
+        )
+
+    def starmap(
+        self,
+        fn: Callable[..., T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> ResultIterator[T]:
+        """Lazy ordered ``fn(*args)`` for each ``args`` in ``iterable``.
+
+        Args:
+            fn: The function.
+            iterable: Argument tuples.
+            chunksize: Items per chunk; None chooses.
+            task_timeout: Time limit for each call.
+
+        Returns:
+            An iterator over the results, in input order.
+        """
+        fn_, limit = unwrap(fn, task_timeout)
+        return self._engine.iterate(
+            fn_, iterable, STAR, chunksize=chunksize, ordered=True, timeout=limit, kind="starmap"
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work; free the workers once the work is done.
+
+        Args:
+            wait: Block until all work has finished and the workers have exited.
+            cancel_futures: Cancel the tasks that have not started.
+        """
+        self._engine.close(cancel_pending=cancel_futures)
+        if wait:
+            self._engine.join()
+
+    def terminate(self) -> None:
+        """Stop now: tasks not started are cancelled, running ones fail with ClosedError."""
+        self._engine.terminate()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._engine.terminate()
+        else:
+            self.shutdown(wait=True)
+
+
+def _until_first_error(results: ResultIterator[T], end: float | None) -> Iterator[T]:
+    try:
+        while True:
+            remaining = None if end is None else max(0.0, end - time.monotonic())
+            try:
+                yield results.next(remaining)
+            except StopIteration:
+                return
+    finally:
+        results.close()

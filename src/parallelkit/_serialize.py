@@ -1,0 +1,160 @@
+"""cloudpickle in one place: how functions, data and errors cross to a worker and back.
+
+Functions go by reference with plain pickle when they can (a module-level
+function is a few dozen bytes and loads by import), and by value with
+cloudpickle otherwise: lambdas, closures, nested functions and anything defined
+in ``__main__``, so they work under fork, spawn and forkserver alike. Data takes
+pickle's fast path and falls back to cloudpickle only when pickle refuses.
+
+An exception is shipped as an :data:`ErrorEnvelope`: its pickled form when it
+survives a round trip (checked in the worker, where a failure can still be
+reported), plus its type name, message and formatted traceback, so that an
+exception that cannot cross still arrives as a :class:`~parallelkit.RemoteError`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any, Final
+
+import cloudpickle
+
+from ._errors import RemoteError, RemoteTraceback
+
+__all__ = (
+    "ErrorEnvelope",
+    "dumps",
+    "dumps_function",
+    "envelope_from_exception",
+    "exception_from_envelope",
+    "loads",
+    "roundtrip",
+)
+
+PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
+
+#: (pickled exception or None, "module.Type", str(exc), formatted traceback)
+ErrorEnvelope = tuple[bytes | None, str, str, str]
+
+loads = pickle.loads
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle ``obj``: plain pickle first, cloudpickle when plain pickle refuses.
+
+    Args:
+        obj: Any object.
+
+    Returns:
+        Bytes that :func:`loads` reads back.
+
+    Raises:
+        pickle.PicklingError: Neither pickle nor cloudpickle can serialize it.
+        TypeError: The object refuses pickling outright.
+    """
+    try:
+        return pickle.dumps(obj, PROTOCOL)
+    except Exception:  # noqa: BLE001 - any refusal sends us to cloudpickle
+        return cloudpickle.dumps(obj, PROTOCOL)
+
+
+def dumps_function(fn: object) -> bytes:
+    """Pickle a callable so that it loads in a worker under any start method.
+
+    Args:
+        fn: The callable.
+
+    Returns:
+        The serialized callable.
+
+    Raises:
+        pickle.PicklingError: The callable (or what it closes over) cannot be pickled.
+        TypeError: As :func:`dumps`.
+    """
+    if getattr(fn, "__module__", None) != "__main__":
+        try:
+            return pickle.dumps(fn, PROTOCOL)
+        except Exception:  # noqa: BLE001, S110 - lambdas, closures: by value below
+            pass
+    return cloudpickle.dumps(fn, PROTOCOL)
+
+
+def roundtrip(obj: object) -> Any:
+    """Serialize and deserialize ``obj`` the way the process backend would.
+
+    Args:
+        obj: Any object.
+
+    Returns:
+        The copy that a worker process would have seen.
+    """
+    return loads(dumps(obj))
+
+
+def _type_name(tp: type) -> str:
+    module = getattr(tp, "__module__", "")
+    name = getattr(tp, "__qualname__", tp.__name__)
+    return name if module in ("builtins", "", None) else f"{module}.{name}"
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+        return f"<str() of {type(exc).__name__} failed>"
+
+
+def envelope_from_exception(exc: BaseException, *, limit: int | None = None) -> ErrorEnvelope:
+    """Capture an exception for the trip back to the caller.
+
+    The pickled form is kept only if it also loads again here: an exception
+    whose constructor cannot be re-run from its ``args`` would otherwise
+    explode in the parent.
+
+    Args:
+        exc: The exception, with its traceback.
+        limit: Cut the traceback text to about this many characters.
+
+    Returns:
+        The envelope.
+    """
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if limit is not None and len(text) > limit:
+        text = "...\n" + text[-limit:]
+    blob: bytes | None
+    try:
+        blob = dumps(exc)
+        loads(blob)
+    except BaseException:  # noqa: BLE001 - any failure means: send it as text
+        blob = None
+    message = _safe_str(exc)
+    if limit is not None and len(message) > limit:
+        message = message[:limit] + "..."
+    return (blob, _type_name(type(exc)), message, text)
+
+
+def exception_from_envelope(envelope: ErrorEnvelope) -> BaseException:
+    """Rebuild the exception a worker raised, with its traceback as ``__cause__``.
+
+    Args:
+        envelope: What :func:`envelope_from_exception` produced.
+
+    Returns:
+        The original exception when it could cross, else a
+        :class:`~parallelkit.RemoteError`; either way its ``__cause__`` is a
+        :class:`~parallelkit.RemoteTraceback` holding the worker's traceback.
+    """
+    blob, type_name, message, text = envelope
+    exc: BaseException | None = None
+    if blob is not None:
+        try:
+            loaded = loads(blob)
+        except BaseException:  # noqa: BLE001 - e.g. a class missing here
+            loaded = None
+        if isinstance(loaded, BaseException):
+            exc = loaded
+    if exc is None:
+        exc = RemoteError(type_name, message, text)
+    exc.__cause__ = RemoteTraceback(text)
+    return exc

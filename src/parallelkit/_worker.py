@@ -1,0 +1,272 @@
+"""What runs inside a worker: one chunk of calls in, one outcome out.
+
+::
+
+    caller ──(fn blob, items blob)──▶ multiprocessing.Pool task queue ──▶ worker
+                                                                            │
+        ack pipe ◀── b"S" (pid, chunk id)   as soon as a chunk is taken ────┤
+        ack pipe ◀── b"I" error             if the initializer failed ──────┤
+                                                                            ▼
+    caller ◀── outcome bytes (values, {index: error}, seconds) ◀── result queue
+
+The outcome is pickled *here*, in the worker, so that a result or exception
+that cannot be pickled (or unpickled) is turned into a
+:class:`~parallelkit.RemoteError` on this side and never reaches (and kills)
+the pool's result-handler thread. The ack lets the parent tell which task a
+dead or timed-out worker was holding.
+
+The same :func:`run_items` executes chunks in threads and inline for the
+thread and serial backends, with live objects instead of bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from itertools import starmap
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+from ._serialize import (
+    ErrorEnvelope,
+    dumps,
+    envelope_from_exception,
+    exception_from_envelope,
+    loads,
+)
+
+__all__ = (
+    "CALL",
+    "MAP",
+    "STAR",
+    "ACK_INIT_FAILED",
+    "ACK_STARTED",
+    "init_process_worker",
+    "pack_outcome",
+    "run_blob",
+    "run_items",
+    "unpack_outcome",
+)
+
+#: Modes: how one item becomes one call.
+MAP: Final = 0  # fn(item)
+STAR: Final = 1  # fn(*item)
+CALL: Final = 2  # fn(*args, **kwargs), item == (args, kwargs)
+
+ACK_STARTED: Final = b"S"
+ACK_INIT_FAILED: Final = b"I"
+ACK_FORMAT: Final = struct.Struct("!qq")  # pid, chunk id
+#: Acks must stay below PIPE_BUF (4096 on Linux) so concurrent writers never interleave.
+_ACK_TEXT_LIMIT: Final = 1200
+
+_ack: Connection | None = None
+_fn_cache: dict[bytes, Callable[..., Any]] = {}
+_FN_CACHE_SIZE: Final = 32
+
+
+def run_items(
+    fn: Callable[..., Any], items: Sequence[Any], mode: int, *, catch_interrupt: bool = True
+) -> tuple[list[Any], dict[int, BaseException]]:
+    """Call ``fn`` on every item; collect results and per-item exceptions.
+
+    A failing item does not stop the chunk: the items after it still run,
+    exactly once each. The fast path is a C-level ``map``; after an exception
+    the loop resumes from the next item.
+
+    Args:
+        fn: The task function.
+        items: The chunk.
+        mode: :data:`MAP`, :data:`STAR` or :data:`CALL`.
+        catch_interrupt: When False, ``KeyboardInterrupt`` propagates (the
+            serial backend runs in the caller's thread, where Ctrl-C must work).
+
+    Returns:
+        ``(values, errors)``: ``values[i]`` is the i-th result (None where it
+        failed) and ``errors`` maps failed positions to their exception.
+    """
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    n = len(items)
+    start = 0
+    while start < n:
+        rest = items[start:] if start else items
+        try:
+            if mode == MAP:
+                values.extend(map(fn, rest))
+            elif mode == STAR:
+                values.extend(starmap(fn, rest))
+            else:
+                values.extend(fn(*args, **kwargs) for args, kwargs in rest)
+        except BaseException as exc:
+            if not catch_interrupt and isinstance(exc, KeyboardInterrupt):
+                raise
+            errors[len(values)] = exc
+            values.append(None)
+        start = len(values)
+    return values, errors
+
+
+# -- process workers ----------------------------------------------------------------------
+
+
+def _watch_parent(owner: int) -> None:
+    """End this worker soon after its owner dies, so no orphan outlives it.
+
+    The owner is the process that created the executor; the worker's own
+    parent may be a forkserver, which exits when the owner does.
+    """
+    parent = os.getppid()
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent or not _exists(owner):
+            os._exit(1)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - pid reused by another user
+        return False
+    return True
+
+
+def init_process_worker(
+    ack: Connection,
+    owner: int,
+    initializer: bytes | None,
+    initargs: bytes | None,
+) -> None:
+    """Initializer of every process worker (runs before its first task).
+
+    Args:
+        ack: Write end of the ack pipe.
+        owner: The pid of the process that owns the executor; when it is
+            gone, the worker exits.
+        initializer: The user's initializer, serialized, or None.
+        initargs: Its arguments, serialized, or None.
+    """
+    global _ack
+    _ack = ack
+    # The parent owns Ctrl-C: it stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_watch_parent, args=(owner,), name="parallelkit-orphan-watch", daemon=True
+    ).start()
+    if initializer is None:
+        return
+    try:
+        fn = loads(initializer)
+        args = loads(initargs) if initargs is not None else ()
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - reported, then this worker ends
+        envelope = envelope_from_exception(exc, limit=_ACK_TEXT_LIMIT)
+        try:
+            ack.send_bytes(ACK_INIT_FAILED + dumps((os.getpid(), envelope)))
+        finally:
+            sys.stderr.flush()
+            os._exit(3)
+
+
+def _load_fn(blob: bytes) -> Callable[..., Any]:
+    fn = _fn_cache.get(blob)
+    if fn is None:
+        fn = loads(blob)
+        if len(_fn_cache) >= _FN_CACHE_SIZE:
+            _fn_cache.clear()
+        _fn_cache[blob] = fn
+    return fn  # pyright: ignore[reportUnknownVariableType]
+
+
+def pack_outcome(
+    values: list[Any], errors: dict[int, BaseException], elapsed: float
+) -> bytes:
+    """Serialize a chunk's outcome; anything that cannot cross becomes an error.
+
+    Args:
+        values: Results (None at failed positions).
+        errors: Exceptions by position.
+        elapsed: Seconds the chunk took.
+
+    Returns:
+        ``dumps((values, {index: ErrorEnvelope}, elapsed))``.
+    """
+    envelopes: dict[int, ErrorEnvelope] = {i: envelope_from_exception(e) for i, e in errors.items()}
+    try:
+        return dumps((values, envelopes, elapsed))
+    except BaseException:  # noqa: BLE001 - find the culprits one by one
+        pass
+    for i, value in enumerate(values):
+        if i in envelopes:
+            continue
+        try:
+            dumps(value)
+        except BaseException as exc:  # noqa: BLE001
+            problem = TypeError(
+                f"the task's result of type {type(value).__qualname__} cannot be pickled: {exc}"
+            )
+            envelopes[i] = (None, "parallelkit.UnpicklableResult", str(problem), repr(problem))
+            values[i] = None
+    return dumps((values, envelopes, elapsed))
+
+
+def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> bytes:
+    """Run one chunk from serialized parts; return its serialized outcome.
+
+    This is the task that the process backend hands to ``multiprocessing.Pool``
+    (and that the thread backend runs when ``check_pickle`` is on).
+
+    Args:
+        chunk_id: The engine's id of the chunk, echoed in the start ack.
+        fn_blob: The serialized function.
+        items_blob: The serialized list of items.
+        mode: :data:`MAP`, :data:`STAR` or :data:`CALL`.
+
+    Returns:
+        The outcome, as produced by :func:`pack_outcome`.
+    """
+    if _ack is not None:
+        _ack.send_bytes(ACK_STARTED + ACK_FORMAT.pack(os.getpid(), chunk_id))
+    started = time.perf_counter()
+    try:
+        fn = _load_fn(fn_blob)
+        items: list[Any] = loads(items_blob)
+    except BaseException as exc:  # noqa: BLE001 - every item fails with the load error
+        envelope = envelope_from_exception(exc)
+        count = _count_items(items_blob)
+        return dumps(([None] * count, dict.fromkeys(range(count), envelope), 0.0))
+    values, errors = run_items(fn, items, mode)
+    return pack_outcome(values, errors, time.perf_counter() - started)
+
+
+def _count_items(items_blob: bytes) -> int:
+    try:
+        return len(loads(items_blob))
+    except BaseException:  # noqa: BLE001
+        return 1
+
+
+def unpack_outcome(blob: bytes, count: int) -> tuple[list[Any], dict[int, BaseException], float]:
+    """Read an outcome made by :func:`pack_outcome` (in the parent).
+
+    Args:
+        blob: The outcome bytes.
+        count: Number of items in the chunk (used if the outcome cannot be read).
+
+    Returns:
+        ``(values, errors, elapsed)`` with errors rebuilt as exceptions.
+    """
+    try:
+        values, envelopes, elapsed = loads(blob)
+    except BaseException as exc:  # noqa: BLE001 - a class missing in the parent, say
+        envelope = envelope_from_exception(exc)
+        failure = exception_from_envelope((None, envelope[1], envelope[2], envelope[3]))
+        return [None] * count, dict.fromkeys(range(count), failure), 0.0
+    errors = {i: exception_from_envelope(env) for i, env in envelopes.items()}
+    return values, errors, elapsed

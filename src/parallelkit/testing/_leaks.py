@@ -1,0 +1,152 @@
+"""Counting what a block of code leaves behind: child processes, threads, fds.
+
+Linux-first: children and descriptors are read from ``/proc``. The
+multiprocessing helper processes that live for the whole session (the
+forkserver and the resource tracker) and their descriptors are not leaks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import final
+
+__all__ = ("LeakError", "Snapshot", "no_leaks", "snapshot")
+
+_SESSION_HELPERS = (b"multiprocessing.forkserver", b"multiprocessing.resource_tracker")
+
+
+@final
+class LeakError(AssertionError):
+    """Something started inside the checked block was still there after it."""
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Child processes, threads and open file descriptors at one moment."""
+
+    children: frozenset[int]
+    threads: frozenset[int]
+    fds: frozenset[int]
+
+
+def _children() -> frozenset[int]:
+    me = os.getpid()
+    found: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # pragma: no cover - no /proc
+        return frozenset()
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) != me or fields[0] == b"Z":
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as cmd:
+                cmdline = cmd.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if any(helper in cmdline for helper in _SESSION_HELPERS):
+            continue
+        found.add(int(entry))
+    return frozenset(found)
+
+
+def _helper_fds() -> set[int]:
+    fds: set[int] = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        server = forkserver._forkserver  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        alive = getattr(server, "_forkserver_alive_fd", None)  # pyright: ignore[reportUnknownArgumentType]
+        tracker = getattr(resource_tracker._resource_tracker, "_fd", None)  # pyright: ignore[reportPrivateUsage]
+        for fd in (alive, tracker):
+            if isinstance(fd, int):
+                fds.add(fd)
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    return fds
+
+
+def _fds() -> frozenset[int]:
+    try:
+        return frozenset(int(fd) for fd in os.listdir("/proc/self/fd"))
+    except OSError:  # pragma: no cover
+        return frozenset()
+
+
+def snapshot() -> Snapshot:
+    """Take a :class:`Snapshot` now."""
+    return Snapshot(
+        children=_children(),
+        threads=frozenset(t.ident for t in threading.enumerate() if t.ident is not None),
+        fds=_fds(),
+    )
+
+
+def _new_since(before: Snapshot) -> list[str]:
+    now = snapshot()
+    problems: list[str] = []
+    children = now.children - before.children
+    if children:
+        problems.append(f"child processes {sorted(children)}")
+    threads = [
+        t for t in threading.enumerate() if t.ident in now.threads - before.threads and t.is_alive()
+    ]
+    if threads:
+        problems.append("threads " + ", ".join(sorted(repr(t.name) for t in threads)))
+    fds = now.fds - before.fds - _helper_fds()
+    if fds:
+        targets: list[str] = []
+        for fd in sorted(fds):
+            try:
+                targets.append(f"{fd}->{os.readlink(f'/proc/self/fd/{fd}')}")
+            except OSError:
+                continue
+        if targets:
+            problems.append("file descriptors " + ", ".join(targets))
+    return problems
+
+
+@contextmanager
+def no_leaks(grace: float = 5.0) -> Iterator[Snapshot]:
+    """Fail if the block leaves child processes, threads or file descriptors behind.
+
+    Things get ``grace`` seconds to go away after the block ends (workers
+    take a moment to exit).
+
+    Args:
+        grace: Seconds to wait for stragglers.
+
+    Yields:
+        The snapshot taken before the block.
+
+    Raises:
+        LeakError: Something new was still there after ``grace`` seconds.
+
+    Example:
+        >>> import parallelkit
+        >>> from parallelkit.testing import no_leaks
+        >>> with no_leaks():
+        ...     with parallelkit.Executor("thread", 2) as ex:
+        ...         ex.submit(abs, -1).result()
+        1
+    """
+    before = snapshot()
+    yield before
+    deadline = time.monotonic() + grace
+    while True:
+        problems = _new_since(before)
+        if not problems or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if problems:
+        raise LeakError("left behind: " + "; ".join(problems))
