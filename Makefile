@@ -39,8 +39,8 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pyright
-	$(VENV)/bin/pyright --verifytypes parallelkit --ignoreexternal
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pyright
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pyright --verifytypes parallelkit --ignoreexternal
 
 pytest: $(VENV)/.installed
 	$(PY) -m pytest

@@ -41,7 +41,9 @@ class ChunkSizer:
     def __init__(self, chunksize: int | None, length: int | None, workers: int) -> None:
         if chunksize is not None:
             if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
-                raise ValueError(f"chunksize must be a whole number >= 1 or None, got {chunksize!r}")
+                raise ValueError(
+                    f"chunksize must be a whole number >= 1 or None, got {chunksize!r}"
+                )
             self._fixed = True
             self._size = chunksize
         elif length is not None:

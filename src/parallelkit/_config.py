@@ -26,9 +26,10 @@ import multiprocessing
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Final, final
+from types import MappingProxyType
+from typing import Final, cast, final
 
 from ._backends._registry import backend_names
 from ._errors import ConfigError
@@ -113,8 +114,7 @@ def _check(key: str, value: object, source: str) -> object:
         methods = multiprocessing.get_all_start_methods()
         if not isinstance(value, str) or value not in methods:
             raise ConfigError(
-                f"unknown start_method {value!r} from {source}; "
-                f"expected one of {_choices(methods)}"
+                f"unknown start_method {value!r} from {source}; expected one of {_choices(methods)}"
             )
         return value
     if key == "check_pickle":
@@ -134,8 +134,9 @@ def _check(key: str, value: object, source: str) -> object:
 
 # -- the context layer --------------------------------------------------------------------
 
+_NOTHING: Final[Mapping[str, object]] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
-    "parallelkit_config", default={}
+    "parallelkit_config"
 )
 
 
@@ -146,7 +147,7 @@ def config(
     workers: int | None = None,
     start_method: str | None = None,
     check_pickle: bool | None = None,
-) -> Iterator[Settings]:
+) -> Generator[Settings, None, None]:
     """Set defaults for Executors, Pools and channels created inside the block.
 
     The setting is local to the current thread or asyncio task (it is a
@@ -178,7 +179,7 @@ def config(
         "start_method": start_method,
         "check_pickle": check_pickle,
     }
-    layer = dict(_context.get())
+    layer = dict(_context.get(_NOTHING))
     for key, value in given.items():
         if value is not None:
             layer[key] = _check(key, value, f"parallelkit.config({key}=...)")
@@ -232,7 +233,8 @@ def _file_values() -> tuple[dict[str, object], str]:
             table = {}
         if not isinstance(table, dict):
             raise ConfigError(f"[tool.parallelkit] in {path} must be a table")
-        cached = {str(k): v for k, v in table.items()}  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+        entries = cast("Mapping[object, object]", table)
+        cached = {str(k): v for k, v in entries.items()}
         for name in cached:
             if name not in _KEYS:
                 raise ConfigError(
@@ -332,7 +334,7 @@ def _default(key: str) -> object:
 def _resolve_one(key: str, argument: object, file_values: dict[str, object], source: str) -> object:
     if argument is not None:
         return _check(key, argument, f"argument {key}=")
-    layer = _context.get()
+    layer = _context.get(_NOTHING)
     if key in layer:
         return layer[key]
     env = os.environ.get(_ENV[key])
@@ -371,7 +373,12 @@ def resolve_settings(
         "check_pickle": check_pickle,
     }
     values = {key: _resolve_one(key, args[key], file_values, source) for key in _KEYS}
-    b, w, s, c = values["backend"], values["workers"], values["start_method"], values["check_pickle"]
+    b, w, s, c = (
+        values["backend"],
+        values["workers"],
+        values["start_method"],
+        values["check_pickle"],
+    )
     assert isinstance(b, str) and isinstance(w, int) and isinstance(s, str) and isinstance(c, bool)
     return Settings(backend=b, workers=w, start_method=s, check_pickle=c)
 

@@ -73,5 +73,5 @@ def main(write: Callable[[str], object] = print) -> None:
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
         write(f"  multiprocessing.Pool.map(lambda x: x * x, ...) -> {type(exc).__name__}: {exc}")
     with Executor("process", workers) as ex:
-        squares = list(ex.map(lambda x: x * x, range(10)))
+        squares = list(ex.imap(lambda x: x * x, range(10)))
     write(f"  parallelkit Executor('process').map(lambda x: x * x, range(10)) -> {squares}")

@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
 from typing import Any, Final, Generic, TypeVar, final
 
@@ -120,8 +120,8 @@ class Engine:
     def __init__(
         self, settings: Settings, options: BackendOptions, task_timeout: float | None
     ) -> None:
-        self.settings = settings
-        self.task_timeout = check_timeout(task_timeout)
+        self.settings: Settings = settings
+        self.task_timeout: float | None = check_timeout(task_timeout)
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._queue: deque[Chunk] = deque()
@@ -134,7 +134,7 @@ class Engine:
         self._joined = False
         self._stopped = threading.Event()
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
-        self.window = self.backend.window
+        self.window: int = self.backend.window
 
     # -- state --------------------------------------------------------------------------
 
@@ -164,7 +164,9 @@ class Engine:
         items: list[Any],
         mode: int,
         timeout: float | None,
-        on_done: Callable[[Chunk, list[Any] | None, dict[int, BaseException], BaseException | None], None],
+        on_done: Callable[
+            [Chunk, list[Any] | None, dict[int, BaseException], BaseException | None], None
+        ],
         future: Future[Any] | None = None,
     ) -> Chunk:
         """Build a chunk; its items are serialized now, in the caller's thread."""
@@ -219,7 +221,7 @@ class Engine:
                     continue
                 try:
                     self.backend.send(chunk)
-                except BaseException as exc:  # noqa: BLE001 - delivered to the chunk's owner
+                except BaseException as exc:
                     self.fail(chunk, exc)
                     if isinstance(exc, KeyboardInterrupt):
                         raise  # Ctrl-C during an inline (serial) task
@@ -332,7 +334,11 @@ class Engine:
     # -- the three ways in --------------------------------------------------------------
 
     def submit(
-        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
     ) -> Future[T]:
         """Run ``fn(*args, **kwargs)``; return its Future."""
         with self._lock:
@@ -371,7 +377,15 @@ class Engine:
         with self._lock:
             self._check_open()
         return ResultIterator(
-            self, fn, iterable, mode, chunksize, ordered, self._timeout(timeout), kind, timeout_error
+            self,
+            fn,
+            iterable,
+            mode,
+            chunksize,
+            ordered,
+            self._timeout(timeout),
+            kind,
+            timeout_error,
         )
 
     def map_all(
@@ -703,15 +717,13 @@ class ResultIterator(Generic[T]):
 
     def _refill(self) -> None:
         engine = self._engine
-        while (
-            not self._exhausted and not self._closed and len(self._outstanding) < engine.window
-        ):
+        while not self._exhausted and not self._closed and len(self._outstanding) < engine.window:
+            batch: list[Any] = []
             try:
-                batch = list(itertools.islice(self._it, self._sizer.size))
-            except Exception as exc:  # noqa: BLE001 - raised after the results before it
+                batch.extend(itertools.islice(self._it, self._sizer.size))
+            except Exception as exc:  # raised once the results before it are out
                 self._input_error = exc
                 self._exhausted = True
-                return
             if not batch:
                 self._exhausted = True
                 return
@@ -719,9 +731,13 @@ class ResultIterator(Generic[T]):
             self._position += len(batch)
             label = f"items {first}-{self._position - 1} of {self._name}"
             try:
-                chunk = engine.chunk(self._fn, label, batch, self._mode, self._timeout, self._on_done)
-            except Exception as exc:  # noqa: BLE001 - an item that cannot be pickled
-                chunk = Chunk(0, None, label, None, len(batch), self._mode, None, Future(), self._on_done)
+                chunk = engine.chunk(
+                    self._fn, label, batch, self._mode, self._timeout, self._on_done
+                )
+            except Exception as exc:
+                chunk = Chunk(
+                    0, None, label, None, len(batch), self._mode, None, Future(), self._on_done
+                )
                 chunk.id = -first - 1
                 self._outstanding[chunk.id] = chunk
                 self._arrived[chunk.id] = (None, {}, exc)

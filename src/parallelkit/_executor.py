@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, final
 
-
 from ._engine import ResultIterator
 from ._owner import EngineOwner
 from ._timed import unwrap
@@ -75,7 +74,9 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             check_pickle,
         )
 
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
         """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future``.
 
         To give this one call a time limit, wrap the function:
@@ -142,7 +143,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             source: Iterable[Any] = iterables[0]
             mode = MAP
         else:
-            source = zip(*iterables)
+            source = zip(*iterables)  # noqa: B905 - shortest wins, as with map()
             mode = STAR
         results: ResultIterator[T] = self._engine.iterate(
             fn_,

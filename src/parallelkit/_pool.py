@@ -37,7 +37,7 @@ class AsyncResult(Generic[T]):
         callback: Callable[[T], object] | None,
         error_callback: Callable[[BaseException], object] | None,
     ) -> None:
-        self.future = future
+        self.future: concurrent.futures.Future[T] = future
         if callback is not None or error_callback is not None:
 
             def call_back(done: concurrent.futures.Future[T]) -> None:
@@ -156,7 +156,7 @@ class Pool(EngineOwner):
         self,
         func: Callable[..., T],
         args: Iterable[Any] = (),
-        kwds: Mapping[str, Any] = {},  # noqa: B006 - the signature of multiprocessing.Pool
+        kwds: Mapping[str, Any] = {},
         *,
         task_timeout: float | None = None,
     ) -> T:
@@ -174,7 +174,7 @@ class Pool(EngineOwner):
         self,
         func: Callable[..., T],
         args: Iterable[Any] = (),
-        kwds: Mapping[str, Any] = {},  # noqa: B006 - the signature of multiprocessing.Pool
+        kwds: Mapping[str, Any] = {},
         callback: Callable[[T], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
         *,
@@ -220,7 +220,9 @@ class Pool(EngineOwner):
         task_timeout: float | None = None,
     ) -> AsyncResult[list[T]]:
         """Like :meth:`map`, returning an :class:`AsyncResult` of the list."""
-        return self._map_async(func, iterable, MAP, chunksize, callback, error_callback, task_timeout, "map")
+        return self._map_async(
+            func, iterable, MAP, chunksize, callback, error_callback, task_timeout, "map"
+        )
 
     def starmap(
         self,

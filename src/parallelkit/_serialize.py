@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 import cloudpickle
 
@@ -38,6 +39,7 @@ PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
 ErrorEnvelope = tuple[bytes | None, str, str, str]
 
 loads = pickle.loads
+_cloudpickle_dumps = cast("Callable[[object, int], bytes]", cloudpickle.dumps)  # pyright: ignore[reportUnknownMemberType]
 
 
 def dumps(obj: object) -> bytes:
@@ -55,8 +57,8 @@ def dumps(obj: object) -> bytes:
     """
     try:
         return pickle.dumps(obj, PROTOCOL)
-    except Exception:  # noqa: BLE001 - any refusal sends us to cloudpickle
-        return cloudpickle.dumps(obj, PROTOCOL)
+    except Exception:
+        return _cloudpickle_dumps(obj, PROTOCOL)
 
 
 def dumps_function(fn: object) -> bytes:
@@ -75,9 +77,9 @@ def dumps_function(fn: object) -> bytes:
     if getattr(fn, "__module__", None) != "__main__":
         try:
             return pickle.dumps(fn, PROTOCOL)
-        except Exception:  # noqa: BLE001, S110 - lambdas, closures: by value below
+        except Exception:
             pass
-    return cloudpickle.dumps(fn, PROTOCOL)
+    return _cloudpickle_dumps(fn, PROTOCOL)
 
 
 def roundtrip(obj: object) -> Any:
@@ -101,7 +103,7 @@ def _type_name(tp: type) -> str:
 def _safe_str(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
+    except Exception:
         return f"<str() of {type(exc).__name__} failed>"
 
 
@@ -126,7 +128,7 @@ def envelope_from_exception(exc: BaseException, *, limit: int | None = None) -> 
     try:
         blob = dumps(exc)
         loads(blob)
-    except BaseException:  # noqa: BLE001 - any failure means: send it as text
+    except BaseException:
         blob = None
     message = _safe_str(exc)
     if limit is not None and len(message) > limit:
@@ -150,7 +152,7 @@ def exception_from_envelope(envelope: ErrorEnvelope) -> BaseException:
     if blob is not None:
         try:
             loaded = loads(blob)
-        except BaseException:  # noqa: BLE001 - e.g. a class missing here
+        except BaseException:
             loaded = None
         if isinstance(loaded, BaseException):
             exc = loaded

@@ -42,7 +42,7 @@ class Timed(Generic[P, T]):
     def __init__(self, fn: Callable[P, T], seconds: float) -> None:
         limit = check_timeout(seconds, "Timed seconds")
         assert limit is not None
-        self.fn = fn
+        self.fn: Callable[P, T] = fn
         self.seconds: float = limit
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -64,5 +64,3 @@ def unwrap(fn: Callable[..., T], timeout: float | None) -> tuple[Callable[..., T
     if not callable(fn):
         raise TypeError(f"expected a callable, got {fn!r}")
     return fn, timeout
-
-

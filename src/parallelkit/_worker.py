@@ -41,11 +41,11 @@ from ._serialize import (
 )
 
 __all__ = (
+    "ACK_INIT_FAILED",
+    "ACK_STARTED",
     "CALL",
     "MAP",
     "STAR",
-    "ACK_INIT_FAILED",
-    "ACK_STARTED",
     "init_process_worker",
     "pack_outcome",
     "run_blob",
@@ -165,7 +165,7 @@ def init_process_worker(
         fn = loads(initializer)
         args = loads(initargs) if initargs is not None else ()
         fn(*args)
-    except BaseException as exc:  # noqa: BLE001 - reported, then this worker ends
+    except BaseException as exc:
         envelope = envelope_from_exception(exc, limit=_ACK_TEXT_LIMIT)
         try:
             ack.send_bytes(ACK_INIT_FAILED + dumps((os.getpid(), envelope)))
@@ -184,9 +184,7 @@ def _load_fn(blob: bytes) -> Callable[..., Any]:
     return fn  # pyright: ignore[reportUnknownVariableType]
 
 
-def pack_outcome(
-    values: list[Any], errors: dict[int, BaseException], elapsed: float
-) -> bytes:
+def pack_outcome(values: list[Any], errors: dict[int, BaseException], elapsed: float) -> bytes:
     """Serialize a chunk's outcome; anything that cannot cross becomes an error.
 
     Args:
@@ -200,14 +198,14 @@ def pack_outcome(
     envelopes: dict[int, ErrorEnvelope] = {i: envelope_from_exception(e) for i, e in errors.items()}
     try:
         return dumps((values, envelopes, elapsed))
-    except BaseException:  # noqa: BLE001 - find the culprits one by one
+    except BaseException:
         pass
     for i, value in enumerate(values):
         if i in envelopes:
             continue
         try:
             dumps(value)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             problem = TypeError(
                 f"the task's result of type {type(value).__qualname__} cannot be pickled: {exc}"
             )
@@ -237,7 +235,7 @@ def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> byt
     try:
         fn = _load_fn(fn_blob)
         items: list[Any] = loads(items_blob)
-    except BaseException as exc:  # noqa: BLE001 - every item fails with the load error
+    except BaseException as exc:
         envelope = envelope_from_exception(exc)
         count = _count_items(items_blob)
         return dumps(([None] * count, dict.fromkeys(range(count), envelope), 0.0))
@@ -248,7 +246,7 @@ def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> byt
 def _count_items(items_blob: bytes) -> int:
     try:
         return len(loads(items_blob))
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         return 1
 
 
@@ -264,7 +262,7 @@ def unpack_outcome(blob: bytes, count: int) -> tuple[list[Any], dict[int, BaseEx
     """
     try:
         values, envelopes, elapsed = loads(blob)
-    except BaseException as exc:  # noqa: BLE001 - a class missing in the parent, say
+    except BaseException as exc:
         envelope = envelope_from_exception(exc)
         failure = exception_from_envelope((None, envelope[1], envelope[2], envelope[3]))
         return [None] * count, dict.fromkeys(range(count), failure), 0.0

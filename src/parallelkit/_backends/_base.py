@@ -25,7 +25,9 @@ from .._config import Settings
 __all__ = ("Backend", "BackendFactory", "BackendOptions", "Chunk", "Hooks", "OnDone")
 
 #: Called once when a chunk ends: (chunk, values, errors by position, failure of the whole chunk).
-OnDone = Callable[["Chunk", "list[Any] | None", "dict[int, BaseException]", "BaseException | None"], None]
+OnDone = Callable[
+    ["Chunk", "list[Any] | None", "dict[int, BaseException]", "BaseException | None"], None
+]
 
 
 class Chunk:
@@ -65,7 +67,7 @@ class Chunk:
 
     def __init__(
         self,
-        id: int,  # noqa: A002 - the natural name
+        id: int,
         fn: object,
         label: str,
         payload: object,
@@ -75,15 +77,15 @@ class Chunk:
         future: Future[Any],
         on_done: OnDone,
     ) -> None:
-        self.id = id
-        self.fn = fn
-        self.label = label
-        self.payload = payload
-        self.count = count
-        self.mode = mode
-        self.timeout = timeout
-        self.future = future
-        self.on_done = on_done
+        self.id: int = id
+        self.fn: object = fn
+        self.label: str = label
+        self.payload: object = payload
+        self.count: int = count
+        self.mode: int = mode
+        self.timeout: float | None = timeout
+        self.future: Future[Any] = future
+        self.on_done: OnDone = on_done
         self.pid: int | None = None
         self.started: float | None = None
         self.handle: object = None
@@ -104,14 +106,19 @@ class Hooks(Protocol):
     def complete(
         self, chunk: Chunk, values: list[Any], errors: dict[int, BaseException], elapsed: float
     ) -> None:
-        """The chunk ran in ``elapsed`` seconds: ``values`` by position, ``errors`` where
-        an item raised."""
+        """The chunk ran in ``elapsed`` seconds.
+
+        ``values`` holds the results by position, ``errors`` the exceptions of
+        the items that raised.
+        """
 
     def fail(self, chunk: Chunk, failure: BaseException) -> bool:
         """The chunk as a whole failed; returns False when it had already ended."""
+        ...
 
     def running(self, chunk_id: int) -> Chunk | None:
         """The running chunk with that id, or None when it has ended."""
+        ...
 
     def broken(self, failure: BaseException) -> None:
         """The workers cannot run anything (for example the initializer failed)."""
@@ -138,9 +145,11 @@ class Backend(Protocol):
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         """Turn the user's function into what :meth:`send` ships (once per map)."""
+        ...
 
     def pack_items(self, items: list[Any]) -> object:
         """Turn a chunk's items into what :meth:`send` ships (in the caller's thread)."""
+        ...
 
     def send(self, chunk: Chunk) -> None:
         """Start running the chunk; report through the hooks. Must not block long."""
@@ -163,3 +172,4 @@ class BackendFactory(Protocol):
 
     def __call__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> Backend:
         """Start the backend's workers."""
+        ...

@@ -15,7 +15,7 @@ from .. import _worker
 from .._serialize import dumps, dumps_function
 from ._base import Chunk, Hooks
 
-__all__ = ("prepare_fn", "pack_items", "run_chunk")
+__all__ = ("pack_items", "prepare_fn", "run_chunk")
 
 
 def prepare_fn(fn: Callable[..., Any], check_pickle: bool) -> object:
@@ -42,5 +42,3 @@ def run_chunk(hooks: Hooks, chunk: Chunk, *, catch_interrupt: bool) -> None:
     started = time.perf_counter()
     values, errors = _worker.run_items(fn, items, chunk.mode, catch_interrupt=catch_interrupt)
     hooks.complete(chunk, values, errors, time.perf_counter() - started)
-
-

@@ -18,6 +18,7 @@ These attributes have the same names and meaning on CPython 3.10 to 3.13;
 
 from __future__ import annotations
 
+import contextlib
 from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -35,10 +36,8 @@ def forget(pool: Pool, result: AsyncResult[Any]) -> None:
     """Drop a job whose worker died from the pool's cache, so ``join()`` can end."""
     job = result._job  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
     cache: dict[int, Any] = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-    try:
+    with contextlib.suppress(KeyError):
         del cache[job]
-    except KeyError:
-        pass
 
 
 def inqueue_lock(pool: Pool) -> Any:

@@ -25,13 +25,14 @@ the pool are read only through :mod:`._mp_private`.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
 from typing import Any, Final, final
@@ -120,10 +121,8 @@ class Backend:
     def abort(self, chunk: Chunk) -> None:
         pid = chunk.pid
         if pid is not None and self._holding.get(pid) == chunk.id:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._forget(chunk)
 
     def close(self) -> None:

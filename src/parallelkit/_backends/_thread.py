@@ -46,11 +46,12 @@ class Backend:
 
     def send(self, chunk: Chunk) -> None:
         hooks = self._hooks
+
+        def failed(exc: BaseException) -> None:
+            hooks.fail(chunk, exc)
+
         self._pool.apply_async(
-            _inline.run_chunk,
-            (hooks, chunk),
-            {"catch_interrupt": True},
-            error_callback=lambda exc: hooks.fail(chunk, exc),
+            _inline.run_chunk, (hooks, chunk), {"catch_interrupt": True}, error_callback=failed
         )
 
     def abort(self, chunk: Chunk) -> None:

@@ -93,6 +93,5 @@ def _require_worker_process(name: str) -> None:
 
     if multiprocessing.parent_process() is None:
         raise RuntimeError(
-            f"{name}() kills the process it runs in; call it only in a task on the "
-            "process backend"
+            f"{name}() kills the process it runs in; call it only in a task on the process backend"
         )

@@ -8,10 +8,11 @@ forkserver and the resource tracker) and their descriptors are not leaks.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import final
 
@@ -65,7 +66,7 @@ def _helper_fds() -> set[int]:
     try:
         from multiprocessing import forkserver, resource_tracker
 
-        server = forkserver._forkserver  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        server = forkserver._forkserver  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
         alive = getattr(server, "_forkserver_alive_fd", None)  # pyright: ignore[reportUnknownArgumentType]
         tracker = getattr(resource_tracker._resource_tracker, "_fd", None)  # pyright: ignore[reportPrivateUsage]
         for fd in (alive, tracker):
@@ -117,7 +118,7 @@ def _new_since(before: Snapshot) -> list[str]:
 
 
 @contextmanager
-def no_leaks(grace: float = 5.0) -> Iterator[Snapshot]:
+def no_leaks(grace: float = 5.0) -> Generator[Snapshot, None, None]:
     """Fail if the block leaves child processes, threads or file descriptors behind.
 
     Things get ``grace`` seconds to go away after the block ends (workers
@@ -144,6 +145,7 @@ def no_leaks(grace: float = 5.0) -> Iterator[Snapshot]:
     yield before
     deadline = time.monotonic() + grace
     while True:
+        gc.collect()  # pipes and sockets of finished pools close when they are collected
         problems = _new_since(before)
         if not problems or time.monotonic() >= deadline:
             break

@@ -1,0 +1,59 @@
+"""Module-level task functions for tests (importable by worker processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def pid_of(_: object = None) -> int:
+    return os.getpid()
+
+
+def sleep_then(seconds: float, value: int = 0) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def fail_on(x: int, bad: int = 3) -> int:
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+class CustomError(Exception):
+    """A picklable exception with extra state."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message, code)
+        self.code = code
+
+
+def raise_custom(code: int) -> None:
+    raise CustomError("custom failure", code)
+
+
+def raise_base(kind: str) -> None:
+    if kind == "exit":
+        raise SystemExit(3)
+    raise KeyboardInterrupt
+
+
+def set_env(key: str, value: str) -> None:
+    os.environ[key] = value
+
+
+def get_env(key: str) -> str | None:
+    return os.environ.get(key)

@@ -1,0 +1,262 @@
+"""Where the backend flag comes from, in which order, and what bad values say."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+import parallelkit
+from parallelkit import ConfigError, Executor, config, current_settings
+from parallelkit._config import _parse_toml_subset  # pyright: ignore[reportPrivateUsage]
+
+ENV = (
+    "PARALLELKIT_BACKEND",
+    "PARALLELKIT_WORKERS",
+    "PARALLELKIT_START_METHOD",
+    "PARALLELKIT_CHECK_PICKLE",
+    "PARALLELKIT_CONFIG",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml above a fresh tmp dir
+
+
+def write_pyproject(path: Path, body: str) -> Path:
+    target = path / "pyproject.toml"
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def test_defaults_are_process_affinity_and_forkserver() -> None:
+    s = current_settings()
+    assert (s.backend, s.workers, s.start_method, s.check_pickle) == (
+        "process",
+        parallelkit.default_workers(),
+        "forkserver",
+        False,
+    )
+
+
+def test_config_file_beats_default(tmp_path: Path) -> None:
+    write_pyproject(tmp_path, '[tool.parallelkit]\nbackend = "thread"\nworkers = 3\n')
+    s = current_settings()
+    assert (s.backend, s.workers) == ("thread", 3)
+
+
+def test_config_file_found_in_parent_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_pyproject(tmp_path, '[tool.parallelkit]\nbackend = "serial"\n')
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    assert current_settings().backend == "serial"
+
+
+def test_parallelkit_config_variable_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_pyproject(tmp_path, '[tool.parallelkit]\nbackend = "thread"\n')
+    other = tmp_path / "settings.toml"
+    other.write_text('backend = "serial"\ncheck_pickle = true\n', encoding="utf-8")
+    monkeypatch.setenv("PARALLELKIT_CONFIG", str(other))
+    s = current_settings()
+    assert (s.backend, s.check_pickle) == ("serial", True)
+
+
+def test_environment_beats_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_pyproject(tmp_path, '[tool.parallelkit]\nbackend = "thread"\nworkers = 3\n')
+    monkeypatch.setenv("PARALLELKIT_BACKEND", "serial")
+    monkeypatch.setenv("PARALLELKIT_WORKERS", "5")
+    s = current_settings()
+    assert (s.backend, s.workers) == ("serial", 5)
+
+
+def test_context_beats_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_BACKEND", "serial")
+    with config(backend="thread"):
+        assert current_settings().backend == "thread"
+    assert current_settings().backend == "serial"
+
+
+def test_argument_beats_context() -> None:
+    with config(backend="thread"), Executor("serial") as ex:
+        assert ex.backend == "serial"
+
+
+def test_nested_contexts_inner_wins_and_unwinds() -> None:
+    with config(backend="thread", workers=2):
+        with config(workers=4):
+            s = current_settings()
+            assert (s.backend, s.workers) == ("thread", 4)
+        assert current_settings().workers == 2
+
+
+def test_context_is_private_to_its_thread() -> None:
+    seen: list[str] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        entered.wait(5)
+        seen.append(current_settings().backend)
+        release.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with config(backend="serial"):
+        entered.set()
+        release.wait(5)
+    t.join(5)
+    assert seen == ["process"]
+
+
+def test_context_is_private_to_its_asyncio_task() -> None:
+    async def task(name: str, hold: asyncio.Event, go: asyncio.Event) -> str:
+        with config(backend=name):
+            hold.set()
+            await go.wait()
+            return current_settings().backend
+
+    async def main() -> list[str]:
+        h1, h2, go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        t1 = asyncio.create_task(task("thread", h1, go))
+        t2 = asyncio.create_task(task("serial", h2, go))
+        await h1.wait()
+        await h2.wait()
+        go.set()
+        return [await t1, await t2]
+
+    assert asyncio.run(main()) == ["thread", "serial"]
+
+
+def test_executor_uses_configured_backend_and_workers() -> None:
+    with config(backend="thread", workers=3), Executor() as ex:
+        assert (ex.backend, ex.workers) == ("thread", 3)
+
+
+# -- bad values: each names the value, the source and the choices --------------------------
+
+
+def test_bad_backend_argument_names_value_and_choices() -> None:
+    with pytest.raises(ConfigError, match=r"unknown backend 'proces' from argument backend=; "
+                       r"expected one of 'process', 'serial', 'thread'"):
+        Executor("proces")
+
+
+def test_bad_backend_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown backend"):
+        parallelkit.Pool(backend="nope")
+
+
+def test_bad_backend_in_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_BACKEND", "thraed")
+    with pytest.raises(ConfigError, match=r"'thraed' from environment variable PARALLELKIT_BACKEND"):
+        current_settings()
+
+
+def test_bad_workers_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_WORKERS", "two")
+    with pytest.raises(ConfigError, match=r"workers must be a whole number >= 1, got 'two' from "
+                       r"environment variable PARALLELKIT_WORKERS"):
+        current_settings()
+
+
+def test_zero_workers_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_WORKERS", "0")
+    with pytest.raises(ConfigError, match="got 0 from environment variable"):
+        current_settings()
+
+
+def test_bad_start_method_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_START_METHOD", "forks")
+    with pytest.raises(ConfigError, match=r"unknown start_method 'forks' from environment variable "
+                       r"PARALLELKIT_START_METHOD; expected one of 'fork', 'forkserver', 'spawn'"):
+        current_settings()
+
+
+def test_bad_check_pickle_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_CHECK_PICKLE", "maybe")
+    with pytest.raises(ConfigError, match=r"check_pickle must be a boolean .* got 'maybe' from "
+                       r"environment variable PARALLELKIT_CHECK_PICKLE"):
+        current_settings()
+
+
+def test_bad_backend_in_config_file_names_the_file(tmp_path: Path) -> None:
+    path = write_pyproject(tmp_path, '[tool.parallelkit]\nbackend = "gpu"\n')
+    with pytest.raises(ConfigError, match=rf"'gpu' from config file {path}"):
+        current_settings()
+
+
+def test_unknown_key_in_config_file(tmp_path: Path) -> None:
+    write_pyproject(tmp_path, '[tool.parallelkit]\nbakend = "thread"\n')
+    with pytest.raises(ConfigError, match=r"unknown setting 'bakend' in config file"):
+        current_settings()
+
+
+def test_bad_workers_in_config_file(tmp_path: Path) -> None:
+    write_pyproject(tmp_path, '[tool.parallelkit]\nworkers = -1\n')
+    with pytest.raises(ConfigError, match=r"got -1 from config file"):
+        current_settings()
+
+
+def test_missing_config_file_named_by_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_CONFIG", "no/such/file.toml")
+    with pytest.raises(ConfigError, match="PARALLELKIT_CONFIG names 'no/such/file.toml'"):
+        current_settings()
+
+
+def test_unparsable_config_file(tmp_path: Path) -> None:
+    write_pyproject(tmp_path, "[tool.parallelkit]\nbackend = = thread\n")
+    with pytest.raises(ConfigError, match="config file"):
+        current_settings()
+
+
+def test_bad_value_in_context_names_the_context() -> None:
+    with pytest.raises(ConfigError, match=r"'x' from parallelkit.config\(backend=...\)"):
+        with config(backend="x"):
+            pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("workers", [0, -2, 1.5, "3", True])
+def test_bad_workers_argument_raises_value_error(workers: object) -> None:
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1"):
+        Executor("serial", workers)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5])
+def test_bad_max_tasks_per_worker(value: object) -> None:
+    with pytest.raises(ValueError, match="max_tasks_per_worker must be a whole number"):
+        Executor("serial", max_tasks_per_worker=value)  # type: ignore[arg-type]
+
+
+def test_toml_subset_reader_reads_the_parallelkit_table(tmp_path: Path) -> None:
+    text = (
+        '[project]\nname = "app"\ndependencies = ["a", "b"]\n\n'
+        "[tool.parallelkit]  # ours\n"
+        'backend = "thread"  # a comment\nworkers = 4\ncheck_pickle = true\n'
+        "start_method = 'spawn'\n\n[tool.other]\nx = [1, 2]\n"
+    )
+    parsed = _parse_toml_subset(text, tmp_path / "pyproject.toml")
+    assert parsed == {
+        "tool": {
+            "parallelkit": {
+                "backend": "thread",
+                "workers": 4,
+                "check_pickle": True,
+                "start_method": "spawn",
+            }
+        }
+    }
+
+
+def test_toml_subset_reader_rejects_what_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="line 2"):
+        _parse_toml_subset("[tool.parallelkit]\nworkers = [1]\n", tmp_path / "x.toml")
