@@ -57,3 +57,11 @@ def set_env(key: str, value: str) -> None:
 
 def get_env(key: str) -> str | None:
     return os.environ.get(key)
+
+
+def seed_run(total: int) -> None:
+    """The seed tutorial's CPU-bound job, printing its result."""
+    acc = 0
+    for i in range(total):
+        acc += i
+    print(acc, flush=True)
