@@ -37,6 +37,7 @@ from ._backends._registry import load_backend
 from ._chunking import ChunkSizer
 from ._config import Settings
 from ._errors import BrokenExecutorError, ClosedError, TaskTimeoutError
+from ._signals import sigterm_interrupts
 from ._worker import CALL
 
 __all__ = ("Engine", "ResultIterator", "describe")
@@ -133,6 +134,7 @@ class Engine:
         self._pumping = threading.local()
         self._joined = False
         self._stopped = threading.Event()
+        self._stoppers: dict[Future[Any], list[Chunk]] = {}
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
         self.window: int = self.backend.window
 
@@ -426,8 +428,53 @@ class Engine:
             for start in range(0, len(items), size)
         ]
         gather.chunks = chunks
+        self._stoppers[result] = chunks
+        result.add_done_callback(self._stoppers.pop)
         self.enqueue(chunks)
         return result
+
+    # -- stopping work ------------------------------------------------------------------
+
+    def cancel(self, future: Future[Any], kill: bool) -> bool:
+        """Cancel a task; with ``kill``, also one that is running (process backend).
+
+        Returns:
+            True if the task will not deliver a result.
+        """
+        if future.cancel():
+            return True
+        return kill and self.stop_future(future, "cancelled")
+
+    def stop_future(self, future: Future[Any], reason: str) -> bool:
+        """Stop the work behind a Future of :meth:`submit` or :meth:`map_all`.
+
+        Returns:
+            True if the Future will not deliver a result.
+        """
+        if future.cancel():
+            return True
+        if future.done() or not self.backend.can_kill:
+            return False
+        chunks = self._stoppers.get(future)
+        if chunks is not None:
+            self.stop(chunks, reason)
+            return True
+        with self._lock:
+            chunk = next((c for c in self._running.values() if c.future is future), None)
+        return chunk is not None and self._stop_running(chunk, reason)
+
+    def stop(self, chunks: Iterable[Chunk], reason: str) -> None:
+        """Stop chunks: drop the queued ones, kill the running ones where possible."""
+        for chunk in chunks:
+            if not chunk.future.cancel() and self.backend.can_kill:
+                self._stop_running(chunk, reason)
+
+    def _stop_running(self, chunk: Chunk, reason: str) -> bool:
+        error = CancelledError(f"{chunk.label} was {reason} while running; its worker was stopped")
+        if self.fail(chunk, error):
+            self.backend.abort(chunk)
+            return True
+        return False
 
     # -- shutting down ------------------------------------------------------------------
 
@@ -639,6 +686,7 @@ class ResultIterator(Generic[T]):
         try:
             return self._next(deadline)
         except KeyboardInterrupt:
+            self._engine.stop(list(self._outstanding.values()), "interrupted")
             self.close()
             raise
 
@@ -688,7 +736,8 @@ class ResultIterator(Generic[T]):
     def _wait(self, deadline: float | None) -> None:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            chunk, outcome = self._done.get(timeout=remaining)
+            with sigterm_interrupts():
+                chunk, outcome = self._done.get(timeout=remaining)
         except queue.Empty:
             raise self._timeout_error("the next result did not arrive in time") from None
         self._arrive(chunk, outcome)

@@ -238,6 +238,33 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             fn_, iterable, STAR, chunksize=chunksize, ordered=True, timeout=limit, kind="starmap"
         )
 
+    def cancel(self, future: concurrent.futures.Future[Any], *, kill: bool = False) -> bool:
+        """Cancel a task of this executor; with ``kill``, also a running one.
+
+        ``future.cancel()`` drops a task that has not started. A running task
+        can only be stopped by killing the worker process that runs it:
+        ``kill=True`` does that on the process backend (the worker is
+        replaced) and the future then raises
+        ``concurrent.futures.CancelledError`` (``future.cancelled()`` stays
+        False: the concurrent.futures contract keeps that for tasks that never
+        ran). Threads cannot be killed: on the thread and serial backends a
+        running task is not stopped and False is returned.
+
+        Args:
+            future: A Future returned by :meth:`submit`.
+            kill: Also stop the task if it is running.
+
+        Returns:
+            True if the task will not deliver a result.
+
+        Example:
+            >>> import parallelkit
+            >>> with parallelkit.Executor("serial") as ex:
+            ...     ex.cancel(ex.submit(abs, -1))  # already done inline
+            False
+        """
+        return self._engine.cancel(future, kill)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting work; free the workers once the work is done.
 

@@ -9,9 +9,10 @@ from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
-from ._engine import ResultIterator
+from ._engine import Engine, ResultIterator
 from ._errors import ClosedError
 from ._owner import EngineOwner
+from ._signals import sigterm_interrupts
 from ._timed import unwrap
 from ._worker import MAP, STAR
 
@@ -29,14 +30,16 @@ class AsyncResult(Generic[T]):
     ``concurrent.futures.wait`` and friends.
     """
 
-    __slots__ = ("future",)
+    __slots__ = ("_engine", "future")
 
     def __init__(
         self,
+        engine: Engine,
         future: concurrent.futures.Future[T],
         callback: Callable[[T], object] | None,
         error_callback: Callable[[BaseException], object] | None,
     ) -> None:
+        self._engine = engine
         self.future: concurrent.futures.Future[T] = future
         if callback is not None or error_callback is not None:
 
@@ -63,9 +66,15 @@ class AsyncResult(Generic[T]):
 
         Raises:
             multiprocessing.TimeoutError: ``timeout`` passed first.
+            KeyboardInterrupt: Ctrl-C (or SIGTERM) while waiting; the task's
+                running work is stopped.
         """
         try:
-            return self.future.result(timeout)
+            with sigterm_interrupts():
+                return self.future.result(timeout)
+        except KeyboardInterrupt:
+            self._engine.stop_future(self.future, "interrupted")
+            raise
         except concurrent.futures.TimeoutError:
             if self.future.done():
                 raise  # the task's own TimeoutError (or TaskTimeoutError)
@@ -76,6 +85,18 @@ class AsyncResult(Generic[T]):
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the result is ready or ``timeout`` seconds have passed."""
         concurrent.futures.wait([self.future], timeout)
+
+    def cancel(self, *, kill: bool = False) -> bool:
+        """Cancel the call if it has not started; with ``kill``, also if it runs.
+
+        Killing stops the worker process running it (process backend only;
+        the pool replaces the worker); the result then raises
+        ``concurrent.futures.CancelledError``.
+
+        Returns:
+            True if the call will not deliver a result.
+        """
+        return self._engine.cancel(self.future, kill)
 
     def ready(self) -> bool:
         """Return whether the call has completed."""
@@ -187,7 +208,7 @@ class Pool(EngineOwner):
         """
         fn, limit = unwrap(func, task_timeout)
         future = self._engine.submit(fn, tuple(args), dict(kwds), limit)
-        return AsyncResult(future, callback, error_callback)
+        return AsyncResult(self._engine, future, callback, error_callback)
 
     # -- whole lists --------------------------------------------------------------------
 
@@ -266,7 +287,7 @@ class Pool(EngineOwner):
         future: concurrent.futures.Future[list[T]] = self._engine.map_all(
             fn, items, mode, chunksize=chunksize, timeout=limit, kind=kind
         )
-        return AsyncResult(future, callback, error_callback)
+        return AsyncResult(self._engine, future, callback, error_callback)
 
     # -- lazy iteration -----------------------------------------------------------------
 

@@ -142,6 +142,8 @@ class Backend(Protocol):
     workers: int
     #: Start method for ``repr`` (None where it does not apply).
     start_method: str | None
+    #: Whether :meth:`abort` can stop a running chunk (processes can, threads cannot).
+    can_kill: bool
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         """Turn the user's function into what :meth:`send` ships (once per map)."""

@@ -23,7 +23,7 @@ from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-__all__ = ("forget", "inqueue_lock", "workers")
+__all__ = ("forget", "inqueue_lock", "release_orphaned_lock", "workers")
 
 
 def workers(pool: Pool) -> list[BaseProcess]:
@@ -43,3 +43,19 @@ def forget(pool: Pool, result: AsyncResult[Any]) -> None:
 def inqueue_lock(pool: Pool) -> Any:
     """Return the lock idle workers hold while waiting for a task."""
     return pool._inqueue._rlock  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+
+
+def release_orphaned_lock(lock: Any) -> bool:
+    """Release ``lock`` if it is held; return whether it was.
+
+    Only for a lock whose holder is known to be dead: ``multiprocessing``'s
+    non-recursive ``Lock`` may be released by any process.
+    """
+    semlock = lock._semlock  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    try:
+        if semlock._get_value() != 0:  # pyright: ignore[reportUnknownMemberType]
+            return False
+        lock.release()
+    except (ValueError, OSError, NotImplementedError):
+        return False
+    return True

@@ -23,6 +23,7 @@ class Backend:
     """Runs chunks inline."""
 
     start_method: str | None = None
+    can_kill = False
     window = 1
     workers = 1
 

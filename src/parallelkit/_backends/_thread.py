@@ -28,6 +28,7 @@ class Backend:
     """Runs chunks in the threads of a ``multiprocessing.dummy.Pool``."""
 
     start_method: str | None = None
+    can_kill = False
 
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
         self._hooks = hooks
