@@ -65,3 +65,31 @@ def seed_run(total: int) -> None:
     for i in range(total):
         acc += i
     print(acc, flush=True)
+
+
+def crash_on(x: int, bad: int = 3) -> int:
+    """Kill the worker on item ``bad``; return the others."""
+    if x == bad:
+        from parallelkit.testing import crash_worker
+
+        crash_worker()
+    return x
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def exit_now(code: int = 1) -> None:
+    os._exit(code)
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def failing_init() -> None:
+    raise RuntimeError("initializer broke")

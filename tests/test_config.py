@@ -146,8 +146,11 @@ def test_executor_uses_configured_backend_and_workers() -> None:
 
 
 def test_bad_backend_argument_names_value_and_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown backend 'proces' from argument backend=; "
-                       r"expected one of 'process', 'serial', 'thread'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown backend 'proces' from argument backend=; "
+        r"expected one of 'process', 'serial', 'thread'",
+    ):
         Executor("proces")
 
 
@@ -158,14 +161,19 @@ def test_bad_backend_is_a_value_error() -> None:
 
 def test_bad_backend_in_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARALLELKIT_BACKEND", "thraed")
-    with pytest.raises(ConfigError, match=r"'thraed' from environment variable PARALLELKIT_BACKEND"):
+    with pytest.raises(
+        ConfigError, match=r"'thraed' from environment variable PARALLELKIT_BACKEND"
+    ):
         current_settings()
 
 
 def test_bad_workers_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARALLELKIT_WORKERS", "two")
-    with pytest.raises(ConfigError, match=r"workers must be a whole number >= 1, got 'two' from "
-                       r"environment variable PARALLELKIT_WORKERS"):
+    with pytest.raises(
+        ConfigError,
+        match=r"workers must be a whole number >= 1, got 'two' from "
+        r"environment variable PARALLELKIT_WORKERS",
+    ):
         current_settings()
 
 
@@ -177,15 +185,21 @@ def test_zero_workers_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_start_method_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARALLELKIT_START_METHOD", "forks")
-    with pytest.raises(ConfigError, match=r"unknown start_method 'forks' from environment variable "
-                       r"PARALLELKIT_START_METHOD; expected one of 'fork', 'forkserver', 'spawn'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown start_method 'forks' from environment variable "
+        r"PARALLELKIT_START_METHOD; expected one of 'fork', 'forkserver', 'spawn'",
+    ):
         current_settings()
 
 
 def test_bad_check_pickle_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARALLELKIT_CHECK_PICKLE", "maybe")
-    with pytest.raises(ConfigError, match=r"check_pickle must be a boolean .* got 'maybe' from "
-                       r"environment variable PARALLELKIT_CHECK_PICKLE"):
+    with pytest.raises(
+        ConfigError,
+        match=r"check_pickle must be 1/0, true/false, yes/no or on/off, got .maybe. from "
+        r"environment variable PARALLELKIT_CHECK_PICKLE",
+    ):
         current_settings()
 
 
@@ -202,14 +216,14 @@ def test_unknown_key_in_config_file(tmp_path: Path) -> None:
 
 
 def test_bad_workers_in_config_file(tmp_path: Path) -> None:
-    write_pyproject(tmp_path, '[tool.parallelkit]\nworkers = -1\n')
+    write_pyproject(tmp_path, "[tool.parallelkit]\nworkers = -1\n")
     with pytest.raises(ConfigError, match=r"got -1 from config file"):
         current_settings()
 
 
 def test_missing_config_file_named_by_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARALLELKIT_CONFIG", "no/such/file.toml")
-    with pytest.raises(ConfigError, match="PARALLELKIT_CONFIG names 'no/such/file.toml'"):
+    with pytest.raises(ConfigError, match=r"PARALLELKIT_CONFIG names 'no/such/file\.toml'"):
         current_settings()
 
 
@@ -220,9 +234,29 @@ def test_unparsable_config_file(tmp_path: Path) -> None:
 
 
 def test_bad_value_in_context_names_the_context() -> None:
-    with pytest.raises(ConfigError, match=r"'x' from parallelkit.config\(backend=...\)"):
-        with config(backend="x"):
-            pass  # pragma: no cover
+    with (
+        pytest.raises(ConfigError, match=r"'x' from parallelkit.config\(backend=...\)"),
+        config(backend="x"),
+    ):
+        pass  # pragma: no cover
+
+
+def test_explicit_config_file_root_keys_are_read_by_the_subset_reader(tmp_path: Path) -> None:
+    parsed = _parse_toml_subset('backend = "serial"\n', tmp_path / "x.toml", read_root=True)
+    assert parsed == {"backend": "serial"}
+
+
+def test_strings_are_not_numbers_or_booleans_in_code() -> None:
+    with (
+        pytest.raises(ConfigError, match="workers must be a whole number >= 1, got '2'"),
+        config(workers="2"),  # type: ignore[arg-type]
+    ):
+        pass  # pragma: no cover
+    with (
+        pytest.raises(ConfigError, match="check_pickle must be True or False, got 'yes'"),
+        config(check_pickle="yes"),  # type: ignore[arg-type]
+    ):
+        pass  # pragma: no cover
 
 
 @pytest.mark.parametrize("workers", [0, -2, 1.5, "3", True])
@@ -244,7 +278,9 @@ def test_toml_subset_reader_reads_the_parallelkit_table(tmp_path: Path) -> None:
         'backend = "thread"  # a comment\nworkers = 4\ncheck_pickle = true\n'
         "start_method = 'spawn'\n\n[tool.other]\nx = [1, 2]\n"
     )
-    parsed = _parse_toml_subset(text, tmp_path / "pyproject.toml")
+    parsed = _parse_toml_subset(
+        'requires = ["setuptools"]\n' + text, tmp_path / "pyproject.toml", read_root=False
+    )
     assert parsed == {
         "tool": {
             "parallelkit": {
@@ -259,4 +295,6 @@ def test_toml_subset_reader_reads_the_parallelkit_table(tmp_path: Path) -> None:
 
 def test_toml_subset_reader_rejects_what_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="line 2"):
-        _parse_toml_subset("[tool.parallelkit]\nworkers = [1]\n", tmp_path / "x.toml")
+        _parse_toml_subset(
+            "[tool.parallelkit]\nworkers = [1]\n", tmp_path / "x.toml", read_root=True
+        )

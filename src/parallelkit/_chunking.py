@@ -6,8 +6,8 @@
   balance uneven tasks and few enough that tiny tasks run at full speed.
 - An unknown length (a generator, ``itertools.count()``): start at one item,
   and after each finished chunk aim for :data:`TARGET_SECONDS` of work per
-  chunk from the measured time per item, at most doubling each time and never
-  above :data:`MAX_UNKNOWN`. Slow tasks stay one per chunk, so long uneven
+  chunk from the measured time per item, at most doubling with each finished
+  chunk and never above :data:`MAX_UNKNOWN`. Slow tasks stay one per chunk, so long uneven
   work spreads over every worker; tiny tasks reach large chunks within a few
   round trips, and the bound keeps memory flat on endless inputs.
 """

@@ -90,8 +90,12 @@ def _choices(values: list[str] | tuple[str, ...]) -> str:
     return ", ".join(repr(v) for v in sorted(values))
 
 
-def _check(key: str, value: object, source: str) -> object:
-    """Validate one raw value from ``source``; return it in its canonical type."""
+def _check(key: str, value: object, source: str, *, text: bool = False) -> object:
+    """Validate one raw value from ``source``; return it in its canonical type.
+
+    ``text`` values (environment variables) are parsed from strings; values
+    from code and from TOML must already have the right type.
+    """
     if key == "backend":
         names = backend_names()
         if not isinstance(value, str) or value not in names:
@@ -100,7 +104,7 @@ def _check(key: str, value: object, source: str) -> object:
             )
         return value
     if key == "workers":
-        if isinstance(value, str):
+        if text and isinstance(value, str):
             try:
                 value = int(value.strip())
             except ValueError:
@@ -118,7 +122,7 @@ def _check(key: str, value: object, source: str) -> object:
             )
         return value
     if key == "check_pickle":
-        if isinstance(value, str):
+        if text and isinstance(value, str):
             low = value.strip().lower()
             if low in _TRUE:
                 return True
@@ -126,9 +130,8 @@ def _check(key: str, value: object, source: str) -> object:
                 return False
         elif isinstance(value, bool):
             return value
-        raise ConfigError(
-            f"check_pickle must be a boolean (true/false/1/0), got {value!r} from {source}"
-        )
+        expected = "1/0, true/false, yes/no or on/off" if text else "True or False"
+        raise ConfigError(f"check_pickle must be {expected}, got {value!r} from {source}")
     raise ConfigError(f"unknown setting {key!r} from {source}; expected one of {_choices(_KEYS)}")
 
 
@@ -222,7 +225,7 @@ def _file_values() -> tuple[dict[str, object], str]:
     key = (str(path), path.stat().st_mtime)
     cached = _file_cache.get(key)
     if cached is None:
-        document = _parse_toml(path)
+        document = _parse_toml(path, explicit)
         tool = document.get("tool")
         table: object = None
         if isinstance(tool, dict) and "parallelkit" in tool:
@@ -246,7 +249,7 @@ def _file_values() -> tuple[dict[str, object], str]:
     return cached, f"config file {path}"
 
 
-def _parse_toml(path: Path) -> dict[str, object]:
+def _parse_toml(path: Path, explicit: bool) -> dict[str, object]:
     data = path.read_bytes()
     if sys.version_info >= (3, 11):
         import tomllib
@@ -255,23 +258,24 @@ def _parse_toml(path: Path) -> dict[str, object]:
             return tomllib.loads(data.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot parse config file {path}: {exc}") from None
-    return _parse_toml_subset(data.decode("utf-8"), path)  # pragma: no cover - 3.10 only
+    return _parse_toml_subset(data.decode("utf-8"), path, read_root=explicit)  # pragma: no cover
 
 
 _HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\s*(#.*)?$")
 _PAIR = re.compile(r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$")
 
 
-def _parse_toml_subset(text: str, path: Path) -> dict[str, object]:
-    """Read the ``[tool.parallelkit]`` table (and top-level keys) without tomllib.
+def _parse_toml_subset(text: str, path: Path, *, read_root: bool) -> dict[str, object]:
+    """Read the ``[tool.parallelkit]`` table without tomllib.
 
     Python 3.10 has no TOML parser in its standard library and parallelkit
     depends on nothing but cloudpickle, so on 3.10 only simple
     ``key = "string" | integer | true | false`` lines are understood, which is
-    all parallelkit's settings need. Other tables are skipped unread.
+    all parallelkit's settings need. Other tables (and, in a pyproject.toml,
+    the top-level keys) are skipped unread.
     """
     result: dict[str, object] = {}
-    table: dict[str, object] | None = result
+    table: dict[str, object] | None = result if read_root else None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -327,7 +331,10 @@ def _default(key: str) -> object:
     if key == "workers":
         return default_workers()
     if key == "start_method":
-        return DEFAULT_START_METHOD
+        # forkserver everywhere it exists (POSIX); spawn where it does not (Windows).
+        if DEFAULT_START_METHOD in multiprocessing.get_all_start_methods():
+            return DEFAULT_START_METHOD
+        return "spawn"  # pragma: no cover - Windows
     return False
 
 
@@ -339,7 +346,7 @@ def _resolve_one(key: str, argument: object, file_values: dict[str, object], sou
         return layer[key]
     env = os.environ.get(_ENV[key])
     if env is not None and env.strip() != "":
-        return _check(key, env.strip(), f"environment variable {_ENV[key]}")
+        return _check(key, env.strip(), f"environment variable {_ENV[key]}", text=True)
     if key in file_values:
         return _check(key, file_values[key], source)
     return _default(key)

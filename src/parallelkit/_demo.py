@@ -45,7 +45,7 @@ def main(write: Callable[[str], object] = print) -> None:
     workers = 2
     total = _calibrate(1.0)
     write(f"parallelkit demo: {workers} workers, this process may use {default_workers()} CPUs")
-    write(f"The seed's CPU-bound job: sum(range({total:,})) in a Python loop (~1 s), twice.")
+    write(f"The seed's CPU-bound job: sum(range({total:_})) in a Python loop (~1 s), twice.")
     write("Only the backend flag changes between the runs:\n")
     timings: dict[str, float] = {}
     expected = total * (total - 1) // 2

@@ -25,6 +25,7 @@ import functools
 import heapq
 import itertools
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -66,7 +67,8 @@ def check_timeout(value: float | None, name: str = "task_timeout") -> float | No
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
+        hint = "" if name.startswith("Timed") else " or None"
+        raise ValueError(f"{name} must be a number of seconds > 0{hint}, got {value!r}")
     return float(value)
 
 
@@ -91,8 +93,9 @@ class _Deadlines:
         with self._cond:
             self._stopped = True
             self._cond.notify()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        # At interpreter exit daemon threads no longer run: joining would hang.
+        if self._thread is not threading.current_thread() and not sys.is_finalizing():
+            self._thread.join(5.0)
 
     def _run(self) -> None:
         while True:
@@ -119,8 +122,13 @@ class Engine:
     """
 
     def __init__(
-        self, settings: Settings, options: BackendOptions, task_timeout: float | None
+        self,
+        settings: Settings,
+        options: BackendOptions,
+        task_timeout: float | None,
+        owner: str = "Executor",
     ) -> None:
+        self.owner: str = owner
         self.settings: Settings = settings
         self.task_timeout: float | None = check_timeout(task_timeout)
         self._lock = threading.Lock()
@@ -149,12 +157,12 @@ class Engine:
         if self._broken is not None:
             raise BrokenExecutorError(
                 f"the {self.settings.backend} workers cannot run tasks: {self._broken}; "
-                "create a new executor once the cause is fixed"
+                f"create a new {self.owner} once the cause is fixed"
             ) from self._broken
         if self._state != RUNNING:
             raise ClosedError(
-                f"cannot schedule new tasks: this {self.settings.backend} executor is "
-                f"{self._state}; create a new one"
+                f"cannot schedule new tasks: this {self.owner} ({self.settings.backend} backend) "
+                f"is {self._state}; create a new one"
             )
 
     # -- building and queueing chunks ---------------------------------------------------
@@ -317,9 +325,11 @@ class Engine:
 
     def _timeout_error(self, chunk: Chunk) -> TaskTimeoutError:
         where = f" on worker pid {chunk.pid}" if chunk.pid is not None else ""
-        limit = chunk.timeout
+        limit = f"task_timeout={chunk.timeout:g}s"
+        if chunk.count > 1:
+            limit += f" x {chunk.count} tasks in its chunk"
         return TaskTimeoutError(
-            f"{chunk.label} ran longer than task_timeout={limit:g}s{where}"
+            f"{chunk.label} ran longer than {limit}{where}"
             + (
                 "; the worker was stopped and replaced"
                 if chunk.pid is not None
@@ -520,8 +530,8 @@ class Engine:
             if self._state != TERMINATED:
                 self.backend.close()
                 self.backend.join()
-            self._stop_deadlines()
         finally:
+            self._stop_deadlines()
             with self._lock:
                 if self._state in (RUNNING, CLOSING):
                     self._state = CLOSED
@@ -541,7 +551,10 @@ class Engine:
         for chunk in queued:
             chunk.future.cancel()
             self._notify(chunk, None, {}, CancelledError())
-        stopped = ClosedError(f"the {self.settings.backend} executor was terminated")
+        stopped = ClosedError(
+            f"the {self.owner} ({self.settings.backend} backend) was terminated "
+            "before the task ended"
+        )
         for chunk in running:
             self.fail(chunk, stopped)
         if not self._stopped.is_set():
@@ -614,6 +627,7 @@ class _Gather:
 _Outcome = tuple[list[Any] | None, dict[int, BaseException], BaseException | None]
 
 
+@final
 class ResultIterator(Generic[T]):
     """Results of a lazy map, in order or as they finish.
 
@@ -806,4 +820,5 @@ class ResultIterator(Generic[T]):
         self._arrived.clear()
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "_outstanding"):  # __init__ may have failed half-way
+            self.close()

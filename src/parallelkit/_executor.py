@@ -16,6 +16,7 @@ from ._worker import MAP, STAR
 __all__ = ("Executor",)
 
 T = TypeVar("T")
+S = TypeVar("S")
 P = ParamSpec("P")
 
 
@@ -159,8 +160,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
 
     def imap(
         self,
-        fn: Callable[[Any], T],
-        iterable: Iterable[Any],
+        fn: Callable[[S], T],
+        iterable: Iterable[S],
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
@@ -186,8 +187,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
 
     def imap_unordered(
         self,
-        fn: Callable[[Any], T],
-        iterable: Iterable[Any],
+        fn: Callable[[S], T],
+        iterable: Iterable[S],
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import ctypes
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
+from . import _channels
 from ._backends._base import BackendOptions
+from ._channels._types import FloatCode, IntCode
+from ._channels._types import T as _ItemT
 from ._config import resolve_settings
 from ._engine import BROKEN, RUNNING, Engine
 
+if TYPE_CHECKING:
+    from ctypes import _SimpleCData  # pyright: ignore[reportPrivateUsage]
+
 __all__ = ("EngineOwner",)
+
+_V = TypeVar("_V")
+_S = TypeVar("_S", bound="ctypes.Structure | ctypes.Union")
+#: What ``lock=`` of Value and Array accepts.
+_LockArg: TypeAlias = "bool | _channels.Lock | _channels.RLock"
 
 
 class EngineOwner:
@@ -49,7 +61,7 @@ class EngineOwner:
             raise TypeError(f"initializer must be callable or None, got {initializer!r}")
         settings = resolve_settings(backend, workers, start_method, check_pickle)
         options = BackendOptions(initializer, tuple(initargs), max_tasks_per_worker)
-        self._engine = Engine(settings, options, task_timeout)
+        self._engine = Engine(settings, options, task_timeout, type(self).__name__)
 
     @property
     def backend(self) -> str:
@@ -87,3 +99,224 @@ class EngineOwner:
             stacklevel=2,
         )
         engine.terminate()
+
+    # -- channels of this owner's backend ---------------------------------------------------
+    # Queues, Pipes, Values, Arrays and sync primitives made here are of this executor's
+    # (or pool's) backend, and of its check_pickle, whatever the configuration says where
+    # they are made. They are implemented in parallelkit._channels.
+
+    def Queue(self, maxsize: int = 0) -> _channels.Queue[_ItemT]:
+        """Make a :class:`~parallelkit.Queue` of this owner's backend.
+
+        Args:
+            maxsize: Most items held at once; 0 means unbounded.
+
+        Returns:
+            The queue; pass it to tasks as an ordinary argument.
+
+        Example:
+            >>> import parallelkit
+            >>> with parallelkit.Executor("thread", 2) as ex:
+            ...     q = ex.Queue()
+            ...     ex.submit(q.put, 42).result()
+            ...     q.get()
+            42
+        """
+        return _channels.make_queue(self._engine.settings, maxsize)
+
+    @overload
+    def Pipe(
+        self, duplex: Literal[True] = True
+    ) -> tuple[_channels.Connection[_ItemT], _channels.Connection[_ItemT]]: ...
+    @overload
+    def Pipe(
+        self, duplex: Literal[False]
+    ) -> tuple[_channels.Receiver[_ItemT], _channels.Sender[_ItemT]]: ...
+    @overload
+    def Pipe(self, duplex: bool) -> tuple[_channels.Receiver[_ItemT], _channels.Sender[_ItemT]]: ...
+    def Pipe(self, duplex: bool = True) -> Any:
+        """Make the two ends of a :class:`~parallelkit.Pipe` of this owner's backend.
+
+        Args:
+            duplex: Two :class:`~parallelkit.Connection` ends (True), or
+                ``(receiver, sender)`` (False).
+
+        Returns:
+            The two ends.
+        """
+        return _channels.make_pipe(self._engine.settings, duplex)
+
+    @overload
+    def Value(
+        self,
+        typecode_or_type: type[bool] | Literal["?"],
+        value: bool = ...,
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Value[bool]: ...
+    @overload
+    def Value(
+        self, typecode_or_type: type[int] | IntCode, value: int = ..., /, *, lock: _LockArg = True
+    ) -> _channels.Value[int]: ...
+    @overload
+    def Value(
+        self,
+        typecode_or_type: type[float] | FloatCode,
+        value: float = ...,
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Value[float]: ...
+    @overload
+    def Value(
+        self,
+        typecode_or_type: type[bytes] | Literal["c"],
+        value: bytes = ...,
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Value[bytes]: ...
+    @overload
+    def Value(
+        self,
+        typecode_or_type: type[str] | Literal["u"],
+        value: str = ...,
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Value[str]: ...
+    @overload
+    def Value(
+        self, typecode_or_type: type[_SimpleCData[_V]], value: _V = ..., /, *, lock: _LockArg = True
+    ) -> _channels.Value[_V]: ...
+    @overload
+    def Value(
+        self, typecode_or_type: type[_S], /, *args: Any, lock: _LockArg = True
+    ) -> _channels.Value[_S]: ...
+    def Value(self, typecode_or_type: Any, /, *args: Any, lock: _LockArg = True) -> Any:
+        """Make a :class:`~parallelkit.Value` of this owner's backend.
+
+        Args:
+            typecode_or_type: What it holds (as for :class:`~parallelkit.Value`).
+            *args: The initial value.
+            lock: True, False, or a lock of this backend.
+
+        Returns:
+            The shared value.
+        """
+        return _channels.Value(
+            typecode_or_type, *args, lock=lock, backend=self._engine.settings.backend
+        )
+
+    @overload
+    def Array(
+        self,
+        typecode_or_type: type[bool] | Literal["?"],
+        size_or_initializer: int | Iterable[bool],
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Array[bool]: ...
+    @overload
+    def Array(
+        self,
+        typecode_or_type: type[int] | IntCode,
+        size_or_initializer: int | Iterable[int],
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Array[int]: ...
+    @overload
+    def Array(
+        self,
+        typecode_or_type: type[float] | FloatCode,
+        size_or_initializer: int | Iterable[float],
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Array[float]: ...
+    @overload
+    def Array(
+        self,
+        typecode_or_type: type[bytes] | Literal["c"],
+        size_or_initializer: int | bytes,
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Array[bytes]: ...
+    @overload
+    def Array(
+        self,
+        typecode_or_type: type[str] | Literal["u"],
+        size_or_initializer: int | str,
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Array[str]: ...
+    @overload
+    def Array(
+        self,
+        typecode_or_type: type[_SimpleCData[_V]],
+        size_or_initializer: int | Iterable[_V],
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Array[_V]: ...
+    @overload
+    def Array(
+        self,
+        typecode_or_type: type[_S],
+        size_or_initializer: int | Iterable[_S | tuple[Any, ...]],
+        /,
+        *,
+        lock: _LockArg = True,
+    ) -> _channels.Array[_S]: ...
+    def Array(
+        self, typecode_or_type: Any, size_or_initializer: Any, /, *, lock: _LockArg = True
+    ) -> Any:
+        """Make an :class:`~parallelkit.Array` of this owner's backend.
+
+        Args:
+            typecode_or_type: The element type (as for :class:`~parallelkit.Array`).
+            size_or_initializer: The length, or the initial elements.
+            lock: True, False, or a lock of this backend.
+
+        Returns:
+            The shared array.
+        """
+        return _channels.Array(
+            typecode_or_type, size_or_initializer, lock=lock, backend=self._engine.settings.backend
+        )
+
+    def Lock(self) -> _channels.Lock:
+        """Make a :class:`~parallelkit.Lock` of this owner's backend."""
+        return _channels.Lock(backend=self._engine.settings.backend)
+
+    def RLock(self) -> _channels.RLock:
+        """Make an :class:`~parallelkit.RLock` of this owner's backend."""
+        return _channels.RLock(backend=self._engine.settings.backend)
+
+    def Semaphore(self, value: int = 1) -> _channels.Semaphore:
+        """Make a :class:`~parallelkit.Semaphore` of this owner's backend."""
+        return _channels.Semaphore(value, backend=self._engine.settings.backend)
+
+    def BoundedSemaphore(self, value: int = 1) -> _channels.BoundedSemaphore:
+        """Make a :class:`~parallelkit.BoundedSemaphore` of this owner's backend."""
+        return _channels.BoundedSemaphore(value, backend=self._engine.settings.backend)
+
+    def Condition(
+        self, lock: _channels.Lock | _channels.RLock | None = None
+    ) -> _channels.Condition:
+        """Make a :class:`~parallelkit.Condition` of this owner's backend."""
+        return _channels.Condition(lock, backend=self._engine.settings.backend)
+
+    def Event(self) -> _channels.Event:
+        """Make an :class:`~parallelkit.Event` of this owner's backend."""
+        return _channels.Event(backend=self._engine.settings.backend)
+
+    def Barrier(
+        self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
+    ) -> _channels.Barrier:
+        """Make a :class:`~parallelkit.Barrier` of this owner's backend."""
+        return _channels.Barrier(parties, action, timeout, backend=self._engine.settings.backend)

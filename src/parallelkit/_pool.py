@@ -19,6 +19,7 @@ from ._worker import MAP, STAR
 __all__ = ("AsyncResult", "Pool")
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 @final
@@ -214,8 +215,8 @@ class Pool(EngineOwner):
 
     def map(
         self,
-        func: Callable[[Any], T],
-        iterable: Iterable[Any],
+        func: Callable[[S], T],
+        iterable: Iterable[S],
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
@@ -232,8 +233,8 @@ class Pool(EngineOwner):
 
     def map_async(
         self,
-        func: Callable[[Any], T],
-        iterable: Iterable[Any],
+        func: Callable[[S], T],
+        iterable: Iterable[S],
         chunksize: int | None = None,
         callback: Callable[[list[T]], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
@@ -293,8 +294,8 @@ class Pool(EngineOwner):
 
     def imap(
         self,
-        func: Callable[[Any], T],
-        iterable: Iterable[Any],
+        func: Callable[[S], T],
+        iterable: Iterable[S],
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
@@ -319,8 +320,8 @@ class Pool(EngineOwner):
 
     def imap_unordered(
         self,
-        func: Callable[[Any], T],
-        iterable: Iterable[Any],
+        func: Callable[[S], T],
+        iterable: Iterable[S],
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,

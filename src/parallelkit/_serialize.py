@@ -1,9 +1,10 @@
 """cloudpickle in one place: how functions, data and errors cross to a worker and back.
 
 Functions go by reference with plain pickle when they can (a module-level
-function is a few dozen bytes and loads by import), and by value with
-cloudpickle otherwise: lambdas, closures, nested functions and anything defined
-in ``__main__``, so they work under fork, spawn and forkserver alike. Data takes
+function, also one of a main script, is a few dozen bytes and loads by
+import), and by value with cloudpickle otherwise: lambdas, closures, nested
+functions and functions of an interactive ``__main__``, so they work under
+fork, spawn and forkserver alike. Data takes
 pickle's fast path and falls back to cloudpickle only when pickle refuses.
 
 An exception is shipped as an :data:`ErrorEnvelope`: its pickled form when it
@@ -15,6 +16,7 @@ exception that cannot cross still arrives as a :class:`~parallelkit.RemoteError`
 from __future__ import annotations
 
 import pickle
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, Final, cast
@@ -74,12 +76,30 @@ def dumps_function(fn: object) -> bytes:
         pickle.PicklingError: The callable (or what it closes over) cannot be pickled.
         TypeError: As :func:`dumps`.
     """
-    if getattr(fn, "__module__", None) != "__main__":
+    if getattr(fn, "__module__", None) != "__main__" or _main_can_import(fn):
         try:
             return pickle.dumps(fn, PROTOCOL)
-        except Exception:
+        except Exception:  # lambdas, closures: by value below
             pass
     return _cloudpickle_dumps(fn, PROTOCOL)
+
+
+def _main_can_import(fn: object) -> bool:
+    """Whether a worker finds ``fn`` by name in ``__main__`` (a script's top-level def).
+
+    Workers re-import a main script (spawn, forkserver) or inherit it (fork),
+    so such a function travels by reference, as with ``multiprocessing``, and
+    may use module globals that cannot be pickled (a lock, a connection).
+    Functions of an interactive session or ``python -c`` travel by value.
+    """
+    main = sys.modules.get("__main__")
+    qualname = getattr(fn, "__qualname__", "")
+    return (
+        main is not None
+        and getattr(main, "__file__", None) is not None
+        and "." not in qualname
+        and getattr(main, qualname, None) is fn
+    )
 
 
 def roundtrip(obj: object) -> Any:

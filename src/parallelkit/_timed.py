@@ -40,6 +40,8 @@ class Timed(Generic[P, T]):
     __slots__ = ("fn", "seconds")
 
     def __init__(self, fn: Callable[P, T], seconds: float) -> None:
+        if seconds is None:  # pyright: ignore[reportUnnecessaryComparison]
+            raise ValueError("Timed needs a number of seconds > 0; to set no limit, do not wrap")
         limit = check_timeout(seconds, "Timed seconds")
         assert limit is not None
         self.fn: Callable[P, T] = fn

@@ -5,6 +5,7 @@
     caller ──(fn blob, items blob)──▶ multiprocessing.Pool task queue ──▶ worker
                                                                             │
         ack pipe ◀── b"S" (pid, chunk id)   as soon as a chunk is taken ────┤
+        ack pipe ◀── b"R" (pid, 0)          once start-up is over ──────────┤
         ack pipe ◀── b"I" error             if the initializer failed ──────┤
                                                                             ▼
     caller ◀── outcome bytes (values, {index: error}, seconds) ◀── result queue
@@ -27,6 +28,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from itertools import starmap
 from multiprocessing.connection import Connection
@@ -42,6 +44,7 @@ from ._serialize import (
 
 __all__ = (
     "ACK_INIT_FAILED",
+    "ACK_READY",
     "ACK_STARTED",
     "CALL",
     "MAP",
@@ -59,6 +62,7 @@ STAR: Final = 1  # fn(*item)
 CALL: Final = 2  # fn(*args, **kwargs), item == (args, kwargs)
 
 ACK_STARTED: Final = b"S"
+ACK_READY: Final = b"R"
 ACK_INIT_FAILED: Final = b"I"
 ACK_FORMAT: Final = struct.Struct("!qq")  # pid, chunk id
 #: Acks must stay below PIPE_BUF (4096 on Linux) so concurrent writers never interleave.
@@ -159,19 +163,19 @@ def init_process_worker(
     threading.Thread(
         target=_watch_parent, args=(owner,), name="parallelkit-orphan-watch", daemon=True
     ).start()
-    if initializer is None:
-        return
     try:
-        fn = loads(initializer)
-        args = loads(initargs) if initargs is not None else ()
-        fn(*args)
-    except BaseException as exc:
+        if initializer is not None:
+            fn = loads(initializer)
+            args = loads(initargs) if initargs is not None else ()
+            fn(*args)
+    except BaseException as exc:  # reported, then this worker ends
         envelope = envelope_from_exception(exc, limit=_ACK_TEXT_LIMIT)
         try:
             ack.send_bytes(ACK_INIT_FAILED + dumps((os.getpid(), envelope)))
         finally:
             sys.stderr.flush()
             os._exit(3)
+    ack.send_bytes(ACK_READY + ACK_FORMAT.pack(os.getpid(), 0))
 
 
 def _load_fn(blob: bytes) -> Callable[..., Any]:
@@ -206,10 +210,11 @@ def pack_outcome(values: list[Any], errors: dict[int, BaseException], elapsed: f
         try:
             dumps(value)
         except BaseException as exc:
-            problem = TypeError(
+            problem = (
                 f"the task's result of type {type(value).__qualname__} cannot be pickled: {exc}"
             )
-            envelopes[i] = (None, "parallelkit.UnpicklableResult", str(problem), repr(problem))
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            envelopes[i] = (None, "parallelkit.UnpicklableResult", problem, text)
             values[i] = None
     return dumps((values, envelopes, elapsed))
 

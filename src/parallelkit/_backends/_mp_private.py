@@ -12,6 +12,12 @@ things the public API does not tell:
   a task; a worker killed while idle leaves it held (CPython gh-96062), and
   the pool's other workers then never get a task.
 
+- ``process._popen.returncode``: a worker's exit status once the pool's own
+  handler thread has read it (reading it a second time races with the pool);
+- ``pool._inqueue`` / ``_outqueue`` / ``_change_notifier``: their pipes are
+  closed once the pool has been joined, instead of when the garbage collector
+  gets to the pool.
+
 These attributes have the same names and meaning on CPython 3.10 to 3.13;
 ``tests/test_mp_private.py`` checks them on each version the suite runs on.
 """
@@ -23,7 +29,14 @@ from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-__all__ = ("forget", "inqueue_lock", "release_orphaned_lock", "workers")
+__all__ = (
+    "close_pipes",
+    "forget",
+    "inqueue_lock",
+    "reaped_exitcode",
+    "release_orphaned_lock",
+    "workers",
+)
 
 
 def workers(pool: Pool) -> list[BaseProcess]:
@@ -59,3 +72,25 @@ def release_orphaned_lock(lock: Any) -> bool:
     except (ValueError, OSError, NotImplementedError):
         return False
     return True
+
+
+def reaped_exitcode(process: BaseProcess) -> int | None:
+    """Return the exit code already read by the pool, without reading it again."""
+    popen = process._popen  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+    code = getattr(popen, "returncode", None)  # pyright: ignore[reportUnknownArgumentType]
+    return code if isinstance(code, int) else None
+
+
+def close_pipes(pool: Pool) -> None:
+    """Close the pipes of a pool whose ``terminate()`` has returned.
+
+    Its finalizer has run by then, and nothing of the pool reads them again.
+    """
+    for name in ("_inqueue", "_outqueue", "_change_notifier"):
+        channel = getattr(pool, name, None)
+        for end in ("_reader", "_writer"):
+            conn = getattr(channel, end, None)
+            close = getattr(conn, "close", None)
+            if callable(close):
+                with contextlib.suppress(OSError):
+                    close()

@@ -30,6 +30,7 @@ import itertools
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,8 @@ STALL: Final = 0.5
 LOST_GRACE: Final = 1.0
 #: How long after such a death the watcher looks for a lost chunk.
 DEATH_WINDOW: Final = 10.0
+#: How long the watcher lets multiprocessing.Pool read a dead worker's status first.
+REAP_WAIT: Final = 0.3
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -84,6 +87,8 @@ class Backend:
         self.start_method: str | None = settings.start_method
         context = multiprocessing.get_context(settings.start_method)
         self._ack_reader, self._ack_writer = context.Pipe(duplex=False)
+        self._ending = threading.Lock()
+        self._ended = False
         init_blob = dumps_function(options.initializer) if options.initializer else None
         args_blob = dumps(tuple(options.initargs)) if options.initializer else None
         self._pool: Pool = context.Pool(
@@ -106,8 +111,9 @@ class Backend:
         # A worker that died while idle (it may have held the task-queue lock).
         self._idle_death: tuple[float, int, int | None] | None = None
         self._acked_seq = -1  # highest send number a worker has acknowledged
-        self._acked_by: set[int] = set()  # pids that took at least one chunk
-        self._seen_at: dict[int, float] = {}  # pid -> when the watcher first saw it
+        self._dying: dict[int, float] = {}  # pid -> when its sentinel fired
+        self._ready: set[int] = set()  # pids that finished start-up
+        self._startup_failures = 0  # workers in a row that died before they were ready
         self._overtaken: dict[int, float] = {}  # chunk id -> when a later chunk started
         self._stop = threading.Event()
         self._watcher = threading.Thread(
@@ -167,12 +173,19 @@ class Backend:
 
     def join(self) -> None:
         self._pool.join()
-        self._shutdown_watcher()
+        self.terminate()  # runs the pool's finalizer now; the workers have exited
 
     def terminate(self) -> None:
         self._stop.set()
-        self._pool.terminate()
-        self._shutdown_watcher()
+        # One caller at a time: the pool's finalizer must not run twice at once
+        # (it takes the task queue's lock and never gives it back).
+        with self._ending:
+            if self._ended:
+                return
+            self._pool.terminate()
+            self._shutdown_watcher()
+            _mp_private.close_pipes(self._pool)
+            self._ended = True
 
     # -- the watcher --------------------------------------------------------------------
 
@@ -183,8 +196,9 @@ class Backend:
 
     def _shutdown_watcher(self) -> None:
         self._stop.set()
-        if self._watcher is not threading.current_thread():
-            self._watcher.join()
+        # At interpreter exit daemon threads no longer run: joining would hang.
+        if self._watcher is not threading.current_thread() and not sys.is_finalizing():
+            self._watcher.join(5.0)
         for conn in (self._ack_reader, self._ack_writer):
             conn.close()
 
@@ -194,17 +208,16 @@ class Backend:
             for proc in _mp_private.workers(self._pool):
                 if proc.pid is not None and proc.pid not in self._procs:
                     self._procs[proc.pid] = proc
-                    self._seen_at[proc.pid] = time.monotonic()
             waitables: list[Any] = [reader, *(p.sentinel for p in self._procs.values())]
             try:
-                wait(waitables, timeout=POLL)
+                ready = set(wait(waitables, timeout=POLL))
                 while reader.poll():
                     self._on_ack(reader.recv_bytes())
             except (OSError, EOFError, ValueError):
                 if self._stop.is_set():
                     return
                 raise
-            self._reap()
+            self._reap(ready)
             self._judge_suspects()
             if self._idle_death is not None:
                 self._recover_after_idle_death()
@@ -215,7 +228,6 @@ class Backend:
             pid, chunk_id = _worker.ACK_FORMAT.unpack(body)
             self._holding[pid] = chunk_id
             self._last_ack = now = time.monotonic()
-            self._acked_by.add(pid)
             with self._track:
                 entry = self._unstarted.pop(chunk_id, None)
                 doomed = chunk_id in self._doomed
@@ -230,25 +242,51 @@ class Backend:
                 self._kill(pid)
                 return
             self._hooks.started(chunk_id, pid)
+        elif kind == _worker.ACK_READY:
+            pid, _ = _worker.ACK_FORMAT.unpack(body)
+            self._ready.add(pid)
+            self._startup_failures = 0
         elif kind == _worker.ACK_INIT_FAILED:
             _, envelope = loads(body)
             error = exception_from_envelope(envelope)
             self._hooks.broken(error)
             self._stop.set()
 
-    def _reap(self) -> None:
+    def _exitcode(self, pid: int, proc: BaseProcess, ready: set[Any], now: float) -> int | None:
+        """The exit code of a worker that ended, or None while it runs.
+
+        ``multiprocessing.Pool`` reaps its workers itself every 0.1 s; reading
+        the status here as well would race with it (under forkserver the loser
+        reads 255), so the pool's reading is used, and this thread reads the
+        status itself only if the pool has not within :data:`REAP_WAIT`.
+        """
+        code = _mp_private.reaped_exitcode(proc)
+        if code is not None:
+            return code
+        if proc.sentinel not in ready and pid not in self._dying:
+            return None
+        first = self._dying.setdefault(pid, now)
+        if now - first < REAP_WAIT:
+            return None
+        return proc.exitcode
+
+    def _reap(self, ready: set[Any]) -> None:
+        now = time.monotonic()
         for pid, proc in list(self._procs.items()):
-            exitcode = proc.exitcode
+            exitcode = self._exitcode(pid, proc, ready, now)
             if exitcode is None:
                 continue
             del self._procs[pid]
+            self._dying.pop(pid, None)
             chunk_id = self._holding.pop(pid, None)
+            on_purpose = pid in self._killed or self._stop.is_set()
             if chunk_id is not None and self._hooks.running(chunk_id) is not None:
-                self._suspects.append((time.monotonic() + CRASH_GRACE, pid, exitcode, chunk_id))
-            elif exitcode != 0 and pid not in self._killed and not self._stop.is_set():
+                self._suspects.append((now + CRASH_GRACE, pid, exitcode, chunk_id))
+            elif pid not in self._ready and exitcode != 0 and not on_purpose:
+                self._startup_failed(pid, exitcode)
+            elif exitcode != 0 and not on_purpose:
                 # Died between tasks: it may have held the task queue's read lock,
                 # or taken a chunk without acknowledging it yet.
-                now = time.monotonic()
                 self._idle_death = (now, pid, exitcode)
                 with self._track:
                     self._overtaken = {
@@ -257,15 +295,29 @@ class Backend:
                         if seq < self._acked_seq
                     }
             self._killed.discard(pid)
-            self._acked_by.discard(pid)
-            self._seen_at.pop(pid, None)
+            self._ready.discard(pid)
         # A worker that took a chunk but was reaped before it was ever seen here.
         known = set(self._procs)
         for pid, chunk_id in list(self._holding.items()):
             if pid not in known and not _alive(pid):
                 del self._holding[pid]
                 if self._hooks.running(chunk_id) is not None:
-                    self._suspects.append((time.monotonic() + CRASH_GRACE, pid, None, chunk_id))
+                    self._suspects.append((now + CRASH_GRACE, pid, None, chunk_id))
+
+    def _startup_failed(self, pid: int, exitcode: int) -> None:
+        """A worker died before it was ready: after a few in a row, give up."""
+        self._startup_failures += 1
+        if self._startup_failures < max(3, self.workers):
+            return
+        self._hooks.broken(
+            RuntimeError(
+                f"worker processes keep exiting during start-up (the last, pid {pid}, with "
+                f"{describe_exit(exitcode)}) before they can run a task; under the "
+                f"{self.start_method} start method a common cause is a main module without an "
+                "'if __name__ == \"__main__\":' guard, or one that fails to import"
+            )
+        )
+        self._stop.set()
 
     def _judge_suspects(self) -> None:
         now = time.monotonic()
@@ -320,7 +372,7 @@ class Backend:
                     lost = self._unstarted.pop(cid)[1]
                     break
             oldest = min(self._unstarted.values(), key=lambda entry: entry[0], default=None)
-        if lost is None and oldest is not None and quiet > STALL and self._ready_idle_worker(now):
+        if lost is None and oldest is not None and quiet > STALL and self._ready_idle_worker():
             lock = _mp_private.inqueue_lock(self._pool)
             if _mp_private.release_orphaned_lock(lock):
                 self._idle_death = None
@@ -343,15 +395,10 @@ class Backend:
         elif oldest is None and now - died_at > DEATH_WINDOW:
             self._idle_death = None  # nothing was waiting: nothing was lost
 
-    def _ready_idle_worker(self, now: float) -> bool:
+    def _ready_idle_worker(self) -> bool:
         """Whether a live worker is idle and past its start-up."""
         busy = {p for p, cid in self._holding.items() if self._hooks.running(cid) is not None}
-        return any(
-            p not in busy
-            and proc.exitcode is None
-            and (p in self._acked_by or now - self._seen_at.get(p, now) > 2 * LOST_GRACE)
-            for p, proc in self._procs.items()
-        )
+        return any(p not in busy and p in self._ready for p in self._procs)
 
 
 def _alive(pid: int) -> bool:

@@ -30,8 +30,12 @@ class Backend:
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
         self._hooks = hooks
         self._check_pickle = settings.check_pickle
+        self._init_error: BaseException | None = None
         if options.initializer is not None:
-            options.initializer(*options.initargs)
+            try:
+                options.initializer(*options.initargs)
+            except Exception as exc:  # reported like the other backends: on first use
+                self._init_error = exc
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         return _inline.prepare_fn(fn, self._check_pickle)
@@ -40,6 +44,9 @@ class Backend:
         return _inline.pack_items(items, self._check_pickle)
 
     def send(self, chunk: Chunk) -> None:
+        if self._init_error is not None:
+            self._hooks.broken(self._init_error)
+            return
         _inline.run_chunk(self._hooks, chunk, catch_interrupt=False)
 
     def abort(self, chunk: Chunk) -> None:

@@ -37,7 +37,19 @@ class Backend:
         self.window = 4 * settings.workers
         # max_tasks_per_worker recycles processes (leaks, fragmentation); threads
         # share one process, so there is nothing to recycle.
-        self._pool = ThreadPool(settings.workers, options.initializer, tuple(options.initargs))
+        initializer = options.initializer
+        initargs = tuple(options.initargs)
+
+        def init() -> None:
+            if initializer is None:
+                return
+            try:
+                initializer(*initargs)
+            except BaseException as exc:
+                hooks.broken(exc)  # the pool is terminated; this thread ends
+                raise
+
+        self._pool = ThreadPool(settings.workers, init)
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         return _inline.prepare_fn(fn, self._check_pickle)

@@ -1,0 +1,445 @@
+"""Never hang, never leak: workers that die, stall or misbehave."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import parallelkit
+from parallelkit import (
+    BrokenExecutorError,
+    Executor,
+    Pool,
+    TaskTimeoutError,
+    Timed,
+    WorkerCrashedError,
+)
+from parallelkit._backends import _mp_private
+from parallelkit.testing import crash_worker, exit_worker, hang
+
+from .helpers import (
+    crash_on,
+    exit_now,
+    failing_init,
+    inc,
+    pid_after,
+    pid_of,
+    raise_base,
+    segfault,
+    sleep_then,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- a worker dies while running a task ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [(crash_worker, "signal SIGKILL"), (segfault, "signal SIGSEGV"), (exit_now, "exit code 1")],
+    ids=["sigkill", "segfault", "os-exit"],
+)
+def test_worker_death_mid_task_raises_worker_crashed_within_a_second(
+    fault: object, status: str
+) -> None:
+    with Executor("process", 2) as ex:
+        pids = set(ex.map(pid_after, [0.2, 0.2], chunksize=1))
+        start = time.monotonic()
+        fut: concurrent.futures.Future[None] = ex.submit(fault)  # type: ignore[arg-type]
+        with pytest.raises(WorkerCrashedError) as info:
+            fut.result(10)
+        elapsed = time.monotonic() - start
+        err = info.value
+        assert elapsed < 1.5, elapsed
+        assert err.pid in pids
+        assert f"worker pid {err.pid} died with {status}" in str(err)
+        assert "fn=" in str(err) and err.task.startswith("task ")
+        assert ex.submit(inc, 1).result(10) == 2
+
+
+def test_other_tasks_complete_when_one_worker_dies() -> None:
+    with Executor("process", 2) as ex:
+        slow = [ex.submit(sleep_then, 0.3, i) for i in range(4)]
+        doomed = ex.submit(crash_worker)
+        with pytest.raises(WorkerCrashedError):
+            doomed.result(10)
+        assert [f.result(10) for f in slow] == [0, 1, 2, 3]
+
+
+def test_map_raises_worker_crashed_at_the_dead_item_and_executor_lives() -> None:
+    with Executor("process", 2) as ex:
+        results = ex.map(crash_on, range(6), chunksize=1)
+        assert [next(results) for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(WorkerCrashedError, match="items 3-3 of map"):
+            next(results)
+        assert list(ex.map(inc, range(3))) == [1, 2, 3]
+
+
+def test_imap_continues_after_a_dead_worker() -> None:
+    with Executor("process", 2) as ex:
+        it = ex.imap(crash_on, range(6), chunksize=1)
+        assert [next(it) for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(WorkerCrashedError):
+            next(it)
+        assert list(it) == [4, 5]
+
+
+def test_pool_map_and_apply_raise_worker_crashed_instead_of_hanging() -> None:
+    pool = Pool(2, backend="process")
+    with pytest.raises(WorkerCrashedError):
+        pool.map(crash_on, range(8), chunksize=2)
+    with pytest.raises(WorkerCrashedError):
+        pool.apply(crash_worker)
+    with pytest.raises(WorkerCrashedError):
+        list(pool.imap_unordered(crash_on, range(4), 1))
+    assert pool.apply(inc, (1,)) == 2
+    pool.close()
+    pool.join()  # the dead jobs were dropped: join does not hang
+
+
+def test_worker_killed_while_idle_does_not_block_the_pool() -> None:
+    with Executor("process", 2) as ex:
+        assert ex.submit(inc, 1).result(10) == 2
+        time.sleep(0.3)  # both workers now wait for a task; one holds the queue lock
+        pool = ex._engine.backend._pool  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        for proc in _mp_private.workers(pool):  # pyright: ignore[reportUnknownArgumentType]
+            assert proc.pid is not None
+            os.kill(proc.pid, signal.SIGKILL)
+        start = time.monotonic()
+        assert ex.submit(inc, 2).result(10) == 3
+        assert list(ex.map(inc, range(5))) == [1, 2, 3, 4, 5]
+        assert time.monotonic() - start < 5
+
+
+def test_crash_error_pickles_with_its_attributes() -> None:
+    import pickle
+
+    err = WorkerCrashedError("boom", pid=1, exitcode=-9, task="task 1")
+    copy = pickle.loads(pickle.dumps(err))
+    assert (copy.pid, copy.exitcode, copy.task, str(copy)) == (1, -9, "task 1", "boom")
+
+
+# -- per-task time limits ------------------------------------------------------------------
+
+
+def test_task_timeout_kills_and_replaces_only_that_worker() -> None:
+    with Executor("process", 2) as ex:
+        steady = ex.submit(pid_after, 1.5)
+        start = time.monotonic()
+        with pytest.raises(
+            TaskTimeoutError, match=r"ran longer than task_timeout=0.3s on worker pid"
+        ):
+            ex.submit(Timed(hang, 0.3)).result(10)
+        assert time.monotonic() - start < 1.5
+        survivor = steady.result(10)
+        assert survivor != os.getpid()
+        assert ex.submit(inc, 1).result(10) == 2
+
+
+def test_task_timeout_is_a_builtin_timeout_error() -> None:
+    assert issubclass(TaskTimeoutError, TimeoutError)
+    assert issubclass(TaskTimeoutError, parallelkit.ParallelkitError)
+
+
+def test_executor_wide_task_timeout(backend: str) -> None:
+    if backend == "serial":
+        pytest.skip("covered by test_serial_checks_the_limit_after_the_task")
+    with Executor(backend, 2, task_timeout=0.3) as ex:
+        fut = ex.submit(sleep_then, 2.0)
+        start = time.monotonic()
+        with pytest.raises(TaskTimeoutError):
+            fut.result(10)
+        assert time.monotonic() - start < 1.5
+        assert ex.submit(sleep_then, 0.0, 5).result(10) == 5
+
+
+def test_thread_timeout_reports_on_time_and_says_the_thread_runs_on() -> None:
+    with Executor("thread", 2) as ex:
+        start = time.monotonic()
+        with pytest.raises(TaskTimeoutError, match="its thread cannot be stopped and runs on"):
+            ex.submit(Timed(sleep_then, 0.2), 1.0).result(10)
+        assert time.monotonic() - start < 0.9
+
+
+def test_serial_checks_the_limit_after_the_task() -> None:
+    with Executor("serial") as ex:
+        fut = ex.submit(Timed(sleep_then, 0.05), 0.2)
+        assert fut.done()
+        with pytest.raises(TaskTimeoutError):
+            fut.result()
+
+
+@pytest.mark.parametrize("face", ["map", "imap", "imap_unordered", "starmap"])
+def test_task_timeout_keyword_on_every_map_of_the_executor(face: str, backend: str) -> None:
+    if backend == "serial":
+        pytest.skip("serial cannot interrupt; see test_serial_checks_the_limit_after_the_task")
+    with Executor(backend, 2) as ex:
+        if face == "starmap":
+            results = ex.starmap(sleep_then, [(0.0, 1), (3.0, 2)], task_timeout=0.3)
+        else:
+            fn = getattr(ex, face)
+            results = fn(sleep_then, [0.0, 3.0], task_timeout=0.3)
+        start = time.monotonic()
+        with pytest.raises(TaskTimeoutError):
+            list(results)
+        assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize("face", ["map", "imap", "imap_unordered", "starmap", "apply"])
+def test_task_timeout_keyword_on_the_pool(face: str) -> None:
+    with Pool(2, backend="process") as pool:
+        start = time.monotonic()
+        with pytest.raises(TaskTimeoutError):
+            if face == "apply":
+                pool.apply(sleep_then, (3.0,), task_timeout=0.3)
+            elif face == "starmap":
+                pool.starmap(sleep_then, [(0.0, 1), (3.0, 2)], task_timeout=0.3)
+            else:
+                list(getattr(pool, face)(sleep_then, [0.0, 3.0], task_timeout=0.3))
+        assert time.monotonic() - start < 2
+        late = pool.apply_async(sleep_then, (3.0,), task_timeout=0.2)
+        late.wait(5)
+        assert late.ready() and not late.successful()
+
+
+def test_bad_task_timeout_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="task_timeout must be a number of seconds > 0"):
+        Executor("serial", task_timeout=0)
+    with pytest.raises(ValueError, match="Timed seconds must be a number of seconds > 0"):
+        Timed(inc, -1)
+
+
+# -- cancellation --------------------------------------------------------------------------
+
+
+def test_cancel_with_kill_stops_a_running_task_on_the_process_backend() -> None:
+    with Executor("process", 1) as ex:
+        fut = ex.submit(hang)
+        deadline = time.monotonic() + 10
+        while not fut.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # let the worker take it
+        assert not fut.cancel()
+        assert ex.cancel(fut, kill=True)
+        with pytest.raises(concurrent.futures.CancelledError, match="cancelled while running"):
+            fut.result(5)
+        assert ex.submit(inc, 1).result(10) == 2
+
+
+def test_cancel_with_kill_before_the_worker_takes_it() -> None:
+    with Executor("process", 1) as ex:
+        blocker = ex.submit(sleep_then, 0.5, 1)
+        queued = ex.submit(hang)  # handed to the pool but not taken yet
+        time.sleep(0.1)
+        assert ex.cancel(queued, kill=True)
+        assert blocker.result(10) == 1
+        assert ex.submit(inc, 1).result(10) == 2
+
+
+def test_cancel_with_kill_on_threads_cannot_stop_a_running_task() -> None:
+    with Executor("thread", 1) as ex:
+        fut = ex.submit(sleep_then, 0.5, 1)
+        time.sleep(0.1)
+        assert not ex.cancel(fut, kill=True)
+        assert fut.result(5) == 1
+
+
+def test_async_result_cancel_kill() -> None:
+    with Pool(1, backend="process") as pool:
+        res = pool.apply_async(hang)
+        time.sleep(0.5)
+        assert res.cancel(kill=True)
+        with pytest.raises(concurrent.futures.CancelledError):
+            res.get(5)
+
+
+# -- BaseException raised by a task -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "exc"), [("exit", SystemExit), ("interrupt", KeyboardInterrupt)])
+def test_base_exception_in_a_task_reaches_the_caller(
+    backend: str, kind: str, exc: type[BaseException]
+) -> None:
+    with Executor(backend, 2) as ex:
+        if backend == "serial" and exc is KeyboardInterrupt:
+            with pytest.raises(KeyboardInterrupt):
+                ex.submit(raise_base, kind)  # inline: Ctrl-C semantics
+        else:
+            with pytest.raises(exc):
+                ex.submit(raise_base, kind).result(10)
+        assert ex.submit(inc, 1).result(10) == 2
+
+
+# -- initializer ---------------------------------------------------------------------------
+
+
+def test_failing_initializer_breaks_the_executor_instead_of_looping() -> None:
+    ex = Executor("process", 2, initializer=failing_init)
+    with pytest.raises(BrokenExecutorError, match="initializer broke"):
+        ex.submit(inc, 1).result(10)
+    with pytest.raises(BrokenExecutorError):
+        ex.submit(inc, 1)
+    ex.terminate()
+
+
+# -- the caller is interrupted -------------------------------------------------------------
+
+SCRIPT = """
+import os, signal, sys, threading, time
+import parallelkit
+from parallelkit.testing import hang
+
+def main():
+    ex = parallelkit.Executor("process", 2)
+    pids = set(ex.map(lambda _: os.getpid(), range(8), chunksize=1))
+    print("PIDS", *sorted(pids), flush=True)
+    sent = {}
+    def later():
+        time.sleep(0.5)
+        sent["at"] = time.monotonic()
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    threading.Thread(target=later, daemon=True).start()
+    try:
+        with ex:
+            list(ex.map(lambda _: hang(60), range(4), chunksize=1))
+    except KeyboardInterrupt:
+        print("INTERRUPTED", round(time.monotonic() - sent["at"], 3), flush=True)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_during_map_interrupts_within_a_second_and_stops_workers(
+    signame: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "interrupt.py"
+    script.write_text(textwrap.dedent(SCRIPT), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script), signame],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        check=False,
+    )
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    assert "INTERRUPTED" in lines, proc.stdout + proc.stderr
+    assert float(lines["INTERRUPTED"]) < 1.0
+    pids = [int(p) for p in lines["PIDS"].split()]
+    deadline = time.monotonic() + 3
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), "orphan workers"
+
+
+def test_workers_exit_when_their_owner_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, time, parallelkit
+            if __name__ == "__main__":
+                ex = parallelkit.Executor("process", 2)
+                slow_pid = lambda _: (time.sleep(0.1), os.getpid())[1]
+                pids = set(ex.map(slow_pid, range(6), chunksize=1))
+                print(*sorted(pids), flush=True)
+                os.kill(os.getpid(), 9)
+            """
+        ),
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=40, check=False
+    )
+    pids = [int(p) for p in proc.stdout.split()]
+    assert pids, proc.stderr
+    deadline = time.monotonic() + 3
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), "workers outlived their owner"
+
+
+@pytest.mark.parametrize("backend_name", ["process", "thread"])
+def test_interpreter_exit_with_an_executor_never_shut_down_does_not_hang(
+    backend_name: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "forgot.py"
+    script.write_text(
+        "import parallelkit\n"
+        "if __name__ == '__main__':\n"
+        f"    ex = parallelkit.Executor({backend_name!r}, 2)\n"
+        "    print(ex.submit(abs, -1).result())\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (proc.returncode, proc.stdout) == (0, "1\n"), proc.stderr
+
+
+# -- hygiene --------------------------------------------------------------------------------
+
+
+def _semaphore_names(ex: Executor) -> set[str]:
+    """Names of the named semaphores behind an executor's multiprocessing pool."""
+    pool = getattr(ex._engine.backend, "_pool", None)  # pyright: ignore[reportPrivateUsage]
+    names: set[str] = set()
+    for queue_name in ("_inqueue", "_outqueue", "_change_notifier"):
+        channel = getattr(pool, queue_name, None)
+        for lock_name in ("_rlock", "_wlock"):
+            semlock = getattr(getattr(channel, lock_name, None), "_semlock", None)
+            name = getattr(semlock, "name", None)
+            if isinstance(name, str):
+                names.add(name.lstrip("/"))
+    return names
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("backend_name", ["process", "thread", "serial"])
+def test_two_hundred_cycles_leak_nothing(backend_name: str) -> None:
+    semaphores: set[str] = set()
+    for i in range(200):
+        with Executor(backend_name, 2) as ex:
+            semaphores |= _semaphore_names(ex)
+            assert ex.submit(inc, i).result(20) == i + 1
+            assert list(ex.map(inc, range(3))) == [1, 2, 3]
+    if backend_name == "process":
+        assert semaphores, "expected named semaphores under forkserver"
+    left = {name for name in semaphores if os.path.exists(f"/dev/shm/sem.{name}")}
+    assert not left, f"semaphores left in /dev/shm: {sorted(left)}"
+    # processes, threads and descriptors are checked by the autouse leak fixture
+
+
+def test_exit_worker_helper_refuses_to_kill_the_test_process() -> None:
+    with pytest.raises(RuntimeError, match="only in a task on the process backend"):
+        exit_worker()
+    with pytest.raises(RuntimeError, match="only in a task on the process backend"):
+        crash_worker()
+
+
+def test_pid_helper_runs_in_a_worker() -> None:
+    with Executor("process", 1) as ex:
+        assert ex.submit(pid_of).result(10) != os.getpid()
