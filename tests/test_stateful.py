@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from parallelkit import (
     ClosedError,
@@ -104,15 +110,15 @@ class ExecutorMachine(RuleBasedStateMachine):
             assert time.monotonic() - start < 30
 
 
-ExecutorMachine.TestCase.settings = settings(
-    max_examples=8,
-    stateful_step_count=8,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_executor_survives_random_faults() -> None:
-    ExecutorMachine.TestCase("runTest").runTest()
+    run_state_machine_as_test(
+        ExecutorMachine,
+        settings=settings(
+            max_examples=8,
+            stateful_step_count=8,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
