@@ -19,7 +19,7 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
+    run_state_machine_as_test,  # pyright: ignore[reportUnknownVariableType]
 )
 
 from parallelkit import (
