@@ -143,8 +143,12 @@ class Engine:
         self._joined = False
         self._stopped = threading.Event()
         self._stoppers: dict[Future[Any], list[Chunk]] = {}
+        #: Whether the owner called close/shutdown/terminate (no leak warning then).
+        self.released = False
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
         self.window: int = self.backend.window
+        if self.state == BROKEN:  # a worker failed while the backend was starting
+            threading.Thread(target=self.backend.terminate, name="parallelkit-terminate").start()
 
     # -- state --------------------------------------------------------------------------
 
@@ -291,12 +295,14 @@ class Engine:
             self._queue.clear()
         error = BrokenExecutorError(
             f"the {self.settings.backend} workers cannot run tasks: {failure}; "
-            "create a new executor once the cause is fixed"
+            f"create a new {self.owner} once the cause is fixed"
         )
         error.__cause__ = failure
         for chunk in victims:
             self.fail(chunk, error)
-        threading.Thread(target=self.backend.terminate, name="parallelkit-terminate").start()
+        backend = getattr(self, "backend", None)
+        if backend is not None:  # else __init__ terminates it once it exists
+            threading.Thread(target=backend.terminate, name="parallelkit-terminate").start()
 
     def _finish(
         self,
@@ -494,6 +500,7 @@ class Engine:
         A background thread waits for the work and then lets the workers exit.
         """
         with self._lock:
+            self.released = True
             first = self._state == RUNNING
             if first:
                 self._state = CLOSING
@@ -541,6 +548,7 @@ class Engine:
     def terminate(self) -> None:
         """Stop now: queued work is cancelled, running work fails, workers are stopped."""
         with self._lock:
+            self.released = True
             if self._state == TERMINATED:
                 return
             self._state = TERMINATED
@@ -697,12 +705,7 @@ class ResultIterator(Generic[T]):
             Exception: The task's own exception, when its result is reached.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            return self._next(deadline)
-        except KeyboardInterrupt:
-            self._engine.stop(list(self._outstanding.values()), "interrupted")
-            self.close()
-            raise
+        return self._next(deadline)
 
     def _next(self, deadline: float | None) -> T:
         while True:
@@ -752,6 +755,10 @@ class ResultIterator(Generic[T]):
         try:
             with sigterm_interrupts():
                 chunk, outcome = self._done.get(timeout=remaining)
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) while waiting: stop this map
+            self._engine.stop(list(self._outstanding.values()), "interrupted")
+            self.close()
+            raise
         except queue.Empty:
             raise self._timeout_error("the next result did not arrive in time") from None
         self._arrive(chunk, outcome)

@@ -12,7 +12,7 @@ from ._backends._base import BackendOptions
 from ._channels._types import FloatCode, IntCode
 from ._channels._types import T as _ItemT
 from ._config import resolve_settings
-from ._engine import BROKEN, RUNNING, Engine
+from ._engine import Engine
 
 if TYPE_CHECKING:
     from ctypes import _SimpleCData  # pyright: ignore[reportPrivateUsage]
@@ -90,7 +90,7 @@ class EngineOwner:
 
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)
-        if engine is None or engine.state not in (RUNNING, BROKEN):
+        if engine is None or engine.released:
             return
         warnings.warn(
             f"{self!r} was garbage-collected without being shut down; its workers were "

@@ -10,7 +10,12 @@ things the public API does not tell:
   so it is removed once the engine has failed it;
 - ``pool._inqueue._rlock``: the lock an idle worker holds while it waits for
   a task; a worker killed while idle leaves it held (CPython gh-96062), and
-  the pool's other workers then never get a task.
+  the pool's other workers then never get a task;
+- ``pool._outqueue._wlock``: the lock a worker holds while it writes a
+  result; a worker killed there leaves it held, every other worker blocks on
+  its next result, and so does the pool's own shutdown;
+- ``pool._result_handler``: the thread that reads results; if a worker died
+  half-way through writing one, what it reads next is garbage and it dies.
 
 - ``process._popen.returncode``: a worker's exit status once the pool's own
   handler thread has read it (reading it a second time races with the pool);
@@ -33,8 +38,11 @@ __all__ = (
     "close_pipes",
     "forget",
     "inqueue_lock",
+    "lock_held",
+    "outqueue_lock",
     "reaped_exitcode",
     "release_orphaned_lock",
+    "result_reader_alive",
     "workers",
 )
 
@@ -64,12 +72,11 @@ def release_orphaned_lock(lock: Any) -> bool:
     Only for a lock whose holder is known to be dead: ``multiprocessing``'s
     non-recursive ``Lock`` may be released by any process.
     """
-    semlock = lock._semlock  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    if not lock_held(lock):
+        return False
     try:
-        if semlock._get_value() != 0:  # pyright: ignore[reportUnknownMemberType]
-            return False
         lock.release()
-    except (ValueError, OSError, NotImplementedError):
+    except (ValueError, OSError):
         return False
     return True
 
@@ -94,3 +101,22 @@ def close_pipes(pool: Pool) -> None:
             if callable(close):
                 with contextlib.suppress(OSError):
                     close()
+
+
+def outqueue_lock(pool: Pool) -> Any:
+    """Return the lock a worker holds while it writes a result."""
+    return pool._outqueue._wlock  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+
+
+def lock_held(lock: Any) -> bool:
+    """Whether a ``multiprocessing`` lock is held by someone now."""
+    try:
+        return bool(lock._semlock._get_value() == 0)  # pyright: ignore[reportUnknownMemberType]
+    except (AttributeError, OSError, NotImplementedError):
+        return False
+
+
+def result_reader_alive(pool: Pool) -> bool:
+    """Whether the pool's result-reading thread still runs."""
+    thread = getattr(pool, "_result_handler", None)
+    return thread is None or bool(thread.is_alive())  # pyright: ignore[reportUnknownMemberType]

@@ -114,6 +114,9 @@ class Backend:
         self._dying: dict[int, float] = {}  # pid -> when its sentinel fired
         self._ready: set[int] = set()  # pids that finished start-up
         self._startup_failures = 0  # workers in a row that died before they were ready
+        self._deaths = 0  # unexpected worker deaths so far
+        self._closing = False
+        self._result_lock_held_since: float | None = None
         self._overtaken: dict[int, float] = {}  # chunk id -> when a later chunk started
         self._stop = threading.Event()
         self._watcher = threading.Thread(
@@ -169,6 +172,7 @@ class Backend:
             os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
+        self._closing = True  # from now on the pool's threads end on their own
         self._pool.close()
 
     def join(self) -> None:
@@ -182,6 +186,14 @@ class Backend:
         with self._ending:
             if self._ended:
                 return
+            if self._deaths:
+                # A dead worker may hold the result queue's lock, which the pool's
+                # own shutdown needs: stop every worker, then no holder is alive.
+                for proc in _mp_private.workers(self._pool):
+                    if proc.pid is not None and proc.exitcode is None:
+                        self._kill(proc.pid)
+                        proc.join(1.0)
+                _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
             self._pool.terminate()
             self._shutdown_watcher()
             _mp_private.close_pipes(self._pool)
@@ -219,6 +231,8 @@ class Backend:
                 raise
             self._reap(ready)
             self._judge_suspects()
+            if self._deaths:
+                self._check_result_channel()
             if self._idle_death is not None:
                 self._recover_after_idle_death()
 
@@ -278,6 +292,8 @@ class Backend:
                 continue
             del self._procs[pid]
             self._dying.pop(pid, None)
+            if exitcode != 0 and pid not in self._killed:
+                self._deaths += 1
             chunk_id = self._holding.pop(pid, None)
             on_purpose = pid in self._killed or self._stop.is_set()
             if chunk_id is not None and self._hooks.running(chunk_id) is not None:
@@ -303,6 +319,36 @@ class Backend:
                 del self._holding[pid]
                 if self._hooks.running(chunk_id) is not None:
                     self._suspects.append((now + CRASH_GRACE, pid, None, chunk_id))
+
+    def _check_result_channel(self) -> None:
+        """After a worker died: free the result queue if the dead worker held it.
+
+        A worker killed while writing a result keeps the result queue's lock:
+        every other worker, and the pool's own shutdown, would wait for it
+        forever. Live writers hold it for a moment; held for :data:`STALL`
+        seconds after a death, it is released on the dead worker's behalf. If
+        the dead worker got part of a result out, the pool's result reader
+        reads garbage and stops: then nothing can arrive any more, and the
+        executor is marked broken instead of waiting forever.
+        """
+        if not self._closing and not _mp_private.result_reader_alive(self._pool):
+            self._hooks.broken(
+                RuntimeError(
+                    "a worker died while writing a result and left the pool's result channel "
+                    "unreadable"
+                )
+            )
+            self._stop.set()
+            return
+        now = time.monotonic()
+        lock = _mp_private.outqueue_lock(self._pool)
+        if not _mp_private.lock_held(lock):
+            self._result_lock_held_since = None
+        elif self._result_lock_held_since is None:
+            self._result_lock_held_since = now
+        elif now - self._result_lock_held_since > STALL:
+            _mp_private.release_orphaned_lock(lock)
+            self._result_lock_held_since = None
 
     def _startup_failed(self, pid: int, exitcode: int) -> None:
         """A worker died before it was ready: after a few in a row, give up."""

@@ -12,12 +12,13 @@ time for the caller, but its thread runs on until the function returns.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from multiprocessing.dummy import Pool as ThreadPool
 from typing import Any, final
 
 from .._config import Settings
-from . import _inline
+from . import _inline, _mp_private
 from ._base import BackendOptions, Chunk, Hooks
 
 __all__ = ("Backend",)
@@ -33,6 +34,9 @@ class Backend:
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
         self._hooks = hooks
         self._check_pickle = settings.check_pickle
+        self._ending = threading.Lock()
+        self._ended = False
+        self._init_failed = False
         self.workers = settings.workers
         self.window = 4 * settings.workers
         # max_tasks_per_worker recycles processes (leaks, fragmentation); threads
@@ -46,8 +50,9 @@ class Backend:
             try:
                 initializer(*initargs)
             except BaseException as exc:
-                hooks.broken(exc)  # the pool is terminated; this thread ends
-                raise
+                # Reported once; the pool is terminated and no task runs after this.
+                self._init_failed = True
+                hooks.broken(exc)
 
         self._pool = ThreadPool(settings.workers, init)
 
@@ -63,9 +68,11 @@ class Backend:
         def failed(exc: BaseException) -> None:
             hooks.fail(chunk, exc)
 
-        self._pool.apply_async(
-            _inline.run_chunk, (hooks, chunk), {"catch_interrupt": True}, error_callback=failed
-        )
+        self._pool.apply_async(self._run, (chunk,), error_callback=failed)
+
+    def _run(self, chunk: Chunk) -> None:
+        if not self._init_failed:
+            _inline.run_chunk(self._hooks, chunk, catch_interrupt=True)
 
     def abort(self, chunk: Chunk) -> None:
         """Threads cannot be stopped; the engine has already failed the chunk."""
@@ -75,6 +82,12 @@ class Backend:
 
     def join(self) -> None:
         self._pool.join()
+        self.terminate()  # runs the pool's finalizer now; the threads have ended
 
     def terminate(self) -> None:
-        self._pool.terminate()
+        # One caller at a time: the pool's finalizer must not run twice at once.
+        with self._ending:
+            if not self._ended:
+                self._pool.terminate()
+                _mp_private.close_pipes(self._pool)
+                self._ended = True
