@@ -1,3 +1,4 @@
+# pyright: reportUnknownLambdaType=false, reportUnknownArgumentType=false, reportUnknownVariableType=false
 """The concurrent.futures face on every backend."""
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def test_input_that_raises_midway_delivers_earlier_results_first(backend: str) -
 
     with Executor(backend, 2) as ex:
         it = ex.imap(inc, source())
-        got = []
+        got: list[int] = []
         with pytest.raises(OSError, match="input broke"):
             for value in it:
                 got.append(value)

@@ -32,7 +32,7 @@ def public_classes() -> list[type]:
 def extended_by_parallelkit(cls: type) -> bool:
     """Whether the library builds on the class (an error base, a channel end's role)."""
     subclasses: list[type] = cls.__subclasses__()
-    return any(sub.__module__.startswith("parallelkit.") for sub in subclasses)
+    return any(sub.__module__.split(".")[0] == "parallelkit" for sub in subclasses)
 
 
 def public_members(cls: type) -> list[tuple[str, object]]:

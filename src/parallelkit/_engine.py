@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from typing import Any, Final, Generic, TypeVar, final
 
@@ -432,21 +432,30 @@ class Engine:
         name = describe(fn)
         gather = _Gather(result, len(items))
         size = sizer.size
-        chunks = [
-            self.chunk(
-                fn_payload,
-                f"items {start}-{min(start + size, len(items)) - 1} of {kind}(fn={name})",
-                items[start : start + size],
-                mode,
-                limit,
-                functools.partial(gather.done, start),
-            )
-            for start in range(0, len(items), size)
-        ]
-        gather.chunks = chunks
+        chunks = gather.chunks
         self._stoppers[result] = chunks
         result.add_done_callback(self._stoppers.pop)
-        self.enqueue(chunks)
+        # Queue each chunk as soon as its items are pickled: the first worker
+        # starts while the rest are being pickled, as with Pool.map's task thread.
+        try:
+            for start in range(0, len(items), size):
+                chunk = self.chunk(
+                    fn_payload,
+                    f"items {start}-{min(start + size, len(items)) - 1} of {kind}(fn={name})",
+                    items[start : start + size],
+                    mode,
+                    limit,
+                    functools.partial(gather.done, start),
+                )
+                chunks.append(chunk)
+                self.enqueue((chunk,))
+        except BaseException as exc:
+            with gather.lock:
+                if not result.done():
+                    result.set_exception(exc)
+            for chunk in chunks:
+                chunk.future.cancel()
+            raise
         return result
 
     # -- stopping work ------------------------------------------------------------------
@@ -676,6 +685,8 @@ class ResultIterator(Generic[T]):
         self._outstanding: dict[int, Chunk] = {}
         self._arrived: dict[int, _Outcome] = {}
         self._buffer: deque[tuple[bool, Any]] = deque()
+        #: What is left of a chunk that ran without errors, handed out as it is.
+        self._fast: Iterator[Any] = iter(())
         self._position = 0
         self._exhausted = False
         self._input_error: BaseException | None = None
@@ -687,6 +698,8 @@ class ResultIterator(Generic[T]):
         return self
 
     def __next__(self) -> T:
+        for value in self._fast:  # the common case: no further Python call
+            return value  # type: ignore[no-any-return]
         return self.next()
 
     def next(self, timeout: float | None = None) -> T:
@@ -709,6 +722,8 @@ class ResultIterator(Generic[T]):
 
     def _next(self, deadline: float | None) -> T:
         while True:
+            for value in self._fast:
+                return value  # type: ignore[no-any-return]
             if self._buffer:
                 ok, value = self._buffer.popleft()
                 if ok:
@@ -737,13 +752,39 @@ class ResultIterator(Generic[T]):
                 outcome = self._arrived.pop(key)
             self._expand(chunk, outcome)
 
+    def runs(self, deadline: float | None) -> Iterator[Iterable[T]]:
+        """Runs of consecutive results, for ``itertools.chain.from_iterable``.
+
+        What is left of a chunk without errors goes out as one iterator, so
+        the chain reads each result at C speed; other results go out one by
+        one, and the first error is raised, which ends the runs. The iterator
+        is closed when this generator ends or is discarded.
+
+        Args:
+            deadline: ``time.monotonic()`` by which every result must be there.
+
+        Yields:
+            Iterables of results, in order.
+        """
+        try:
+            while True:
+                yield self._fast
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    value = self.next(remaining)
+                except StopIteration:
+                    return
+                yield (value,)
+        finally:
+            self.close()
+
     def _expand(self, chunk: Chunk, outcome: _Outcome) -> None:
         values, errors, failure = outcome
         if failure is not None:
             self._buffer.extend((False, failure) for _ in range(chunk.count))
         elif not errors:
             assert values is not None
-            self._buffer.extend((True, v) for v in values)
+            self._fast = iter(values)
         else:
             assert values is not None
             self._buffer.extend(
@@ -820,6 +861,7 @@ class ResultIterator(Generic[T]):
         if self._closed:
             return
         self._closed = True
+        self._fast = iter(())
         self._buffer.clear()
         for chunk in self._outstanding.values():
             chunk.future.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -156,7 +157,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             kind="map",
             timeout_error=concurrent.futures.TimeoutError,
         )
-        return _until_first_error(results, end)
+        return itertools.chain.from_iterable(results.runs(end))
 
     def imap(
         self,
@@ -294,15 +295,3 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             self._engine.terminate()
         else:
             self.shutdown(wait=True)
-
-
-def _until_first_error(results: ResultIterator[T], end: float | None) -> Iterator[T]:
-    try:
-        while True:
-            remaining = None if end is None else max(0.0, end - time.monotonic())
-            try:
-                yield results.next(remaining)
-            except StopIteration:
-                return
-    finally:
-        results.close()

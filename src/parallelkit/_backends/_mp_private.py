@@ -19,6 +19,9 @@ things the public API does not tell:
 
 - ``process._popen.returncode``: a worker's exit status once the pool's own
   handler thread has read it (reading it a second time races with the pool);
+- ``multiprocessing.forkserver._forkserver._preload_modules``: the modules
+  the forkserver imports before it forks; parallelkit is added so workers do
+  not each import it again;
 - ``pool._inqueue`` / ``_outqueue`` / ``_change_notifier``: their pipes are
   closed once the pool has been joined, instead of when the garbage collector
   gets to the pool.
@@ -40,6 +43,7 @@ __all__ = (
     "inqueue_lock",
     "lock_held",
     "outqueue_lock",
+    "preload_in_forkserver",
     "reaped_exitcode",
     "release_orphaned_lock",
     "result_reader_alive",
@@ -120,3 +124,18 @@ def result_reader_alive(pool: Pool) -> bool:
     """Whether the pool's result-reading thread still runs."""
     thread = getattr(pool, "_result_handler", None)
     return thread is None or bool(thread.is_alive())  # pyright: ignore[reportUnknownMemberType]
+
+
+def preload_in_forkserver(module: str) -> None:
+    """Have the forkserver import ``module`` before it forks any worker.
+
+    Takes effect only if the server has not started yet; keeps the modules
+    already asked for (``__main__`` by default). Without it every worker
+    imports parallelkit anew, which dominates a pool's start-up.
+    """
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+    modules: list[str] = list(getattr(server, "_preload_modules", None) or ["__main__"])  # pyright: ignore[reportUnknownArgumentType]
+    if module not in modules:
+        forkserver.set_forkserver_preload([*modules, module])

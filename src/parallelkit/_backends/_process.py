@@ -86,6 +86,8 @@ class Backend:
         self.window = 4 * settings.workers
         self.start_method: str | None = settings.start_method
         context = multiprocessing.get_context(settings.start_method)
+        if settings.start_method == "forkserver":
+            _mp_private.preload_in_forkserver("parallelkit")
         self._ack_reader, self._ack_writer = context.Pipe(duplex=False)
         self._ending = threading.Lock()
         self._ended = False
