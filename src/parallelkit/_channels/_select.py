@@ -1,0 +1,35 @@
+"""Which implementation a channel gets: the backend flag, resolved like the Executor's.
+
+The process backend gets channels made of named OS objects (see
+:mod:`._sharing`); every other backend runs in one process and gets the
+thread implementations (the serial backend has no concurrency of its own, but
+a spawned function or a second thread may still be on the other end).
+"""
+
+from __future__ import annotations
+
+from .._config import Settings, resolve_settings
+
+__all__ = ("PROCESS", "is_process", "resolve")
+
+PROCESS = "process"
+
+
+def resolve(backend: str | None) -> Settings:
+    """Resolve the settings for a channel: argument > context > env > file > default.
+
+    Args:
+        backend: The ``backend=`` argument, or None.
+
+    Returns:
+        The settings.
+
+    Raises:
+        ConfigError: The backend (from any source) is unknown.
+    """
+    return resolve_settings(backend)
+
+
+def is_process(settings: Settings) -> bool:
+    """Whether channels for ``settings`` must cross processes."""
+    return settings.backend == PROCESS
