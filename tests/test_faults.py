@@ -429,10 +429,10 @@ def test_two_hundred_cycles_leak_nothing(backend_name: str) -> None:
             semaphores |= _semaphore_names(ex)
             assert ex.submit(inc, i).result(20) == i + 1
             assert list(ex.map(inc, range(3))) == [1, 2, 3]
+        del ex  # the pool's semaphores are unlinked when it is collected
     if backend_name == "process":
         assert semaphores, "expected named semaphores under forkserver"
-    del ex
-    gc.collect()  # a pool's semaphores are unlinked when the pool object is collected
+    gc.collect()
     left = {name for name in semaphores if os.path.exists(f"/dev/shm/sem.{name}")}
     assert not left, f"semaphores left in /dev/shm: {sorted(left)}"
     # processes, threads and descriptors are checked by the autouse leak fixture
