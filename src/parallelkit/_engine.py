@@ -144,7 +144,7 @@ class Engine:
         self._stopped = threading.Event()
         self._stoppers: dict[Future[Any], list[Chunk]] = {}
         #: Whether the owner called close/shutdown/terminate (no leak warning then).
-        self.released = False
+        self.released: bool = False
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
         self.window: int = self.backend.window
         if self.state == BROKEN:  # a worker failed while the backend was starting
