@@ -376,18 +376,21 @@ class Backend:
                 keep.append(suspect)
                 continue
             chunk = self._hooks.running(chunk_id)
-            if chunk is None:
-                continue
-            error = WorkerCrashedError(
-                f"worker pid {pid} died with {describe_exit(exitcode)} while running "
-                f"{chunk.label}; the worker was replaced and the executor is still usable",
-                pid=pid,
-                exitcode=exitcode,
-                task=chunk.label,
-            )
-            if self._hooks.fail(chunk, error):
-                self._forget(chunk)
+            if chunk is not None:
+                self._fail_crashed(chunk, pid, exitcode, "while running {}")
         self._suspects = keep
+
+    def _fail_crashed(self, chunk: Chunk, pid: int, exitcode: int | None, when: str) -> None:
+        """Fail ``chunk`` because worker ``pid`` died ``when`` (a format with its label)."""
+        error = WorkerCrashedError(
+            f"worker pid {pid} died with {describe_exit(exitcode)} {when.format(chunk.label)}; "
+            "the worker was replaced and the executor is still usable",
+            pid=pid,
+            exitcode=exitcode,
+            task=chunk.label,
+        )
+        if self._hooks.fail(chunk, error):
+            self._forget(chunk)
 
     def _recover_after_idle_death(self) -> None:
         """Undo what a worker that died between tasks may have left behind.
@@ -431,15 +434,9 @@ class Backend:
                         lost = oldest[1]
         if lost is not None:
             self._idle_death = None
-            error = WorkerCrashedError(
-                f"worker pid {pid} died with {describe_exit(exitcode)} after taking "
-                f"{lost.label} from the queue, before it started; the worker was replaced",
-                pid=pid,
-                exitcode=exitcode,
-                task=lost.label,
+            self._fail_crashed(
+                lost, pid, exitcode, "after taking {} from the queue, before it started"
             )
-            if self._hooks.fail(lost, error):
-                self._forget(lost)
         elif oldest is None and now - died_at > DEATH_WINDOW:
             self._idle_death = None  # nothing was waiting: nothing was lost
 
