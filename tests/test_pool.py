@@ -217,5 +217,6 @@ def test_seed_pool_program_changes_only_its_import(capfd: pytest.CaptureFixture[
             pool.close()
             pool.join()
     # Forkserver workers print to the stdout the server started with, which
-    # pytest's capture cannot see; the thread backend prints here.
-    assert capfd.readouterr().out.split()[-2:] == ["499999500000"] * 2
+    # pytest's capture may not see; the thread backend prints here (two
+    # threads print at once, so their lines may interleave).
+    assert capfd.readouterr().out.count("499999500000") >= 2
