@@ -294,6 +294,25 @@ def test_failing_initializer_breaks_the_executor_instead_of_looping(backend: str
     ex.terminate()
 
 
+def test_main_module_without_guard_breaks_the_executor_instead_of_looping(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import parallelkit\n"
+        "ex = parallelkit.Executor('process', 2)\n"
+        "try:\n"
+        "    ex.submit(abs, -1).result(30)\n"
+        "except parallelkit.BrokenExecutorError as exc:\n"
+        "    print('BROKEN', exc)\n"
+        "ex.terminate()\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=50, check=False
+    )
+    assert "BROKEN" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "__main__" in proc.stdout
+
+
 # -- the caller is interrupted -------------------------------------------------------------
 
 SCRIPT = """

@@ -300,7 +300,8 @@ class Backend:
             on_purpose = pid in self._killed or self._stop.is_set()
             if chunk_id is not None and self._hooks.running(chunk_id) is not None:
                 self._suspects.append((now + CRASH_GRACE, pid, exitcode, chunk_id))
-            elif pid not in self._ready and exitcode != 0 and not on_purpose:
+            elif pid not in self._ready and exitcode > 0 and not on_purpose:
+                # Exited on its own before it was ready (a signal is someone's kill).
                 self._startup_failed(pid, exitcode)
             elif exitcode != 0 and not on_purpose:
                 # Died between tasks: it may have held the task queue's read lock,
