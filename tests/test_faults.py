@@ -109,9 +109,9 @@ def test_pool_map_and_apply_raise_worker_crashed_instead_of_hanging() -> None:
 
 
 def test_worker_killed_while_idle_does_not_block_the_pool() -> None:
-    with Executor("process", 2) as ex:
+    with Executor("process", 1) as ex:
         assert ex.submit(inc, 1).result(10) == 2
-        time.sleep(0.3)  # both workers now wait for a task; one holds the queue lock
+        time.sleep(0.3)  # the worker now waits for a task, holding the queue's lock
         pool = ex._engine.backend._pool  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
         for proc in _mp_private.workers(pool):  # pyright: ignore[reportUnknownArgumentType]
             assert proc.pid is not None
