@@ -466,9 +466,9 @@ class Engine:
         Returns:
             True if the task will not deliver a result.
         """
-        if future.cancel():
-            return True
-        return kill and self.stop_future(future, "cancelled")
+        if not kill:
+            return future.cancel()
+        return self.stop_future(future, "cancelled")  # which first tries future.cancel()
 
     def stop_future(self, future: Future[Any], reason: str) -> bool:
         """Stop the work behind a Future of :meth:`submit` or :meth:`map_all`.
