@@ -122,6 +122,30 @@ def test_worker_killed_while_idle_does_not_block_the_pool() -> None:
         assert time.monotonic() - start < 5
 
 
+def test_every_worker_killed_at_once_while_taking_tasks_never_blocks_the_pool() -> None:
+    # A task submitted as its worker dies may have been half read from the task
+    # pipe: it fails with WorkerCrashedError, or runs on a replacement; either
+    # way within a second or so, and the executor keeps working.
+    outcomes: list[str] = []
+    with Executor("process", 2) as ex:
+        assert ex.submit(inc, 0).result(10) == 1
+        for round_ in range(6):
+            time.sleep(0.2)  # both workers idle: one holds the queue's lock
+            pool = ex._engine.backend._pool  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+            for proc in _mp_private.workers(pool):  # pyright: ignore[reportUnknownArgumentType]
+                assert proc.pid is not None
+                os.kill(proc.pid, signal.SIGKILL)
+            start = time.monotonic()
+            try:
+                assert ex.submit(inc, round_).result(10) == round_ + 1
+                outcomes.append("ran")
+            except WorkerCrashedError as exc:
+                assert "while taking task" in str(exc), exc
+                outcomes.append("crashed")
+            assert time.monotonic() - start < 3, outcomes
+            assert list(ex.map(inc, range(4))) == [1, 2, 3, 4]
+
+
 def test_crash_error_pickles_with_its_attributes() -> None:
     import pickle
 

@@ -49,6 +49,7 @@ __all__ = (
     "CALL",
     "MAP",
     "STAR",
+    "acknowledge_start",
     "init_process_worker",
     "pack_outcome",
     "run_blob",
@@ -178,6 +179,12 @@ def init_process_worker(
     ack.send_bytes(ACK_READY + ACK_FORMAT.pack(os.getpid(), 0))
 
 
+def acknowledge_start(chunk_id: int) -> None:
+    """Tell the parent that this worker has taken chunk ``chunk_id``."""
+    if _ack is not None:
+        _ack.send_bytes(ACK_STARTED + ACK_FORMAT.pack(os.getpid(), chunk_id))
+
+
 def _load_fn(blob: bytes) -> Callable[..., Any]:
     fn = _fn_cache.get(blob)
     if fn is None:
@@ -226,7 +233,8 @@ def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> byt
     (and that the thread backend runs when ``check_pickle`` is on).
 
     Args:
-        chunk_id: The engine's id of the chunk, echoed in the start ack.
+        chunk_id: The engine's id of the chunk (the task channel reads it
+            from the task and acks it; unused here).
         fn_blob: The serialized function.
         items_blob: The serialized list of items.
         mode: :data:`MAP`, :data:`STAR` or :data:`CALL`.
@@ -234,8 +242,6 @@ def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> byt
     Returns:
         The outcome, as produced by :func:`pack_outcome`.
     """
-    if _ack is not None:
-        _ack.send_bytes(ACK_STARTED + ACK_FORMAT.pack(os.getpid(), chunk_id))
     started = time.perf_counter()
     try:
         fn = _load_fn(fn_blob)

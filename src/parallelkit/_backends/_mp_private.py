@@ -8,6 +8,10 @@ things the public API does not tell:
 - ``pool._cache``: the pending results by job id; a job whose worker died
   stays there forever and would make ``close()`` + ``join()`` wait forever,
   so it is removed once the engine has failed it;
+- ``Pool._setup_queues`` / ``Pool._help_stuff_finish``: overridden by
+  :func:`pool_with_task_channel` so that tasks travel through
+  :class:`~._task_channel.TaskChannel` (which survives a reader's death)
+  instead of the pool's own pipe;
 - ``pool._inqueue._rlock``: the lock an idle worker holds while it waits for
   a task; a worker killed while idle leaves it held (CPython gh-96062), and
   the pool's other workers then never get a task;
@@ -43,12 +47,51 @@ __all__ = (
     "inqueue_lock",
     "lock_held",
     "outqueue_lock",
+    "pool_with_task_channel",
     "preload_in_forkserver",
     "reaped_exitcode",
     "release_orphaned_lock",
     "result_reader_alive",
     "workers",
 )
+
+
+class _ChannelPool(Pool):
+    """A ``multiprocessing.Pool`` whose task queue is a given channel."""
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        self._parallelkit_channel = channel
+        super().__init__(*args, **kwargs)
+
+    def _setup_queues(self) -> None:
+        ctx = self._ctx  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        self._inqueue = self._parallelkit_channel
+        self._outqueue = ctx.SimpleQueue()  # pyright: ignore[reportUnknownMemberType]
+        self._quick_put = self._inqueue.put
+        self._quick_get = self._outqueue._reader.recv  # pyright: ignore[reportUnknownMemberType]
+
+    @staticmethod
+    def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:
+        inqueue.drain_while(task_handler.is_alive)
+
+
+def pool_with_task_channel(
+    channel: Any,
+    processes: int,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+    maxtasksperchild: int | None,
+    context: Any,
+) -> Pool:
+    """Start a ``multiprocessing.Pool`` that sends its tasks through ``channel``.
+
+    ``channel`` offers ``put`` / ``get``, the ``_reader`` / ``_writer`` /
+    ``_rlock`` attributes the pool's worker loop and shutdown touch, and
+    ``drain_while(running)`` for the shutdown.
+    """
+    return _ChannelPool(
+        channel, processes, initializer, initargs, maxtasksperchild, context=context
+    )
 
 
 def workers(pool: Pool) -> list[BaseProcess]:

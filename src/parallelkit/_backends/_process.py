@@ -3,11 +3,12 @@
 ::
 
     engine ──apply_async(run_blob, (id, fn bytes, items bytes, mode))──▶ mp.Pool
-                                                                          │ task queue
-        ┌─────────────────────────────────────────────────────────────────┘
+                                                                          │ task channel
+        ┌─────────────────────────────────────────────────────────────────┘ (TaskChannel)
         ▼
     worker processes (started by mp.Pool with the configured start method)
-        │  ack pipe: b"S"(pid, chunk id) when a chunk is taken,
+        │  ack pipe: b"S"(pid, chunk id) when a chunk is taken (by the channel),
+        │            b"R"(pid) when start-up is over,
         │            b"I"(error) when the initializer failed
         │  result queue: outcome bytes ──▶ mp.Pool result thread ──▶ engine.complete
         ▼
@@ -16,6 +17,8 @@
         - a worker that exits while holding a chunk: after a short grace (its
           result may still be in the result queue) the chunk fails with
           WorkerCrashedError; mp.Pool starts a replacement worker itself;
+        - a worker that died while reading the task channel: its lock is
+          released and the chunk it was taking, if any, fails;
         - an initializer failure: the engine is marked broken.
 
 ``multiprocessing.Pool`` replaces dead workers but never fails the task they
@@ -25,19 +28,20 @@ the pool are read only through :mod:`._mp_private`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import itertools
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
-from typing import Any, Final, final
+from typing import Any, Final, cast, final
 
 from .. import _worker
 from .._config import Settings
@@ -45,6 +49,7 @@ from .._errors import WorkerCrashedError
 from .._serialize import dumps, dumps_function, exception_from_envelope, loads
 from . import _mp_private
 from ._base import BackendOptions, Chunk, Hooks
+from ._task_channel import TaskChannel
 
 __all__ = ("Backend",)
 
@@ -52,14 +57,12 @@ __all__ = ("Backend",)
 CRASH_GRACE: Final = 0.25
 #: Longest sleep of the watcher between looks at the pool's worker list.
 POLL: Final = 0.05
-#: After a worker died while idle: how long queued chunks may wait for an idle
-#: worker to take one before the task-queue lock is considered orphaned.
+#: After a worker died: how long a queue lock may stay held with no live holder
+#: recorded before it is released on the dead worker's behalf.
 STALL: Final = 0.5
-#: After such a death: how long a chunk may stay untaken once a chunk queued
-#: after it has started, before it is considered lost with the dead worker.
-LOST_GRACE: Final = 1.0
-#: How long after such a death the watcher looks for a lost chunk.
-DEATH_WINDOW: Final = 10.0
+#: How many ended workers' exit codes are remembered (a dead lock holder is
+#: looked up here moments after it ended).
+_GONE_KEPT: Final = 256
 #: How long the watcher lets multiprocessing.Pool read a dead worker's status first.
 REAP_WAIT: Final = 0.3
 
@@ -93,38 +96,38 @@ class Backend:
         self._ended = False
         init_blob = dumps_function(options.initializer) if options.initializer else None
         args_blob = dumps(tuple(options.initargs)) if options.initializer else None
-        self._pool: Pool = context.Pool(
+        self._channel = TaskChannel(context, _chunk_id_of)
+        self._pool: Pool = _mp_private.pool_with_task_channel(
+            self._channel,
             settings.workers,
             _worker.init_process_worker,
             (self._ack_writer, os.getpid(), init_blob, args_blob),
             options.max_tasks_per_worker,
+            context,
         )
         self.can_kill = True
         self._holding: dict[int, int] = {}  # pid -> id of the chunk it took last
         self._procs: dict[int, BaseProcess] = {}
         self._suspects: list[tuple[float, int, int | None, int]] = []
-        # Chunks handed to the pool that no worker has acknowledged yet, in send order.
+        # Chunks handed to the pool that no worker has acknowledged yet.
         self._track = threading.Lock()
-        self._seq = itertools.count()
-        self._unstarted: dict[int, tuple[int, Chunk]] = {}
+        self._unstarted: dict[int, Chunk] = {}
         self._doomed: set[int] = set()  # chunks to stop as soon as a worker takes them
         self._killed: set[int] = set()  # pids this backend killed on purpose
-        self._last_ack = time.monotonic()
-        # A worker that died while idle (it may have held the task-queue lock).
-        self._idle_death: tuple[float, int, int | None] | None = None
-        self._acked_seq = -1  # highest send number a worker has acknowledged
+        self._gone: dict[int, int | None] = {}  # pid -> exit code, of workers that ended
+        self._unrecorded_since: float | None = None  # task lock held, no holder recorded
         self._dying: dict[int, float] = {}  # pid -> when its sentinel fired
         self._ready: set[int] = set()  # pids that finished start-up
         self._startup_failures = 0  # workers in a row that died before they were ready
         self._deaths = 0  # unexpected worker deaths so far
         self._closing = False
         self._result_lock_held_since: float | None = None
-        self._overtaken: dict[int, float] = {}  # chunk id -> when a later chunk started
         self._stop = threading.Event()
         self._watcher = threading.Thread(
             target=self._watch, name="parallelkit-process-watcher", daemon=True
         )
         self._watcher.start()
+        _live.add(self)
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -150,7 +153,7 @@ class Backend:
             hooks.fail(chunk, exc)
 
         with self._track:
-            unstarted[chunk.id] = (next(self._seq), chunk)
+            unstarted[chunk.id] = chunk
         chunk.handle = self._pool.apply_async(
             _worker.run_blob,
             (chunk.id, chunk.fn, chunk.payload, chunk.mode),
@@ -184,22 +187,34 @@ class Backend:
     def terminate(self) -> None:
         self._stop.set()
         # One caller at a time: the pool's finalizer must not run twice at once
-        # (it takes the task queue's lock and never gives it back).
-        with self._ending:
+        # (it takes the task queue's lock and never gives it back). While the
+        # interpreter finalizes, a thread frozen mid-terminate may hold the lock
+        # for ever: then only the workers are stopped, without waiting.
+        if not self._ending.acquire(blocking=not sys.is_finalizing()):
+            self._kill_workers()
+            return
+        try:
             if self._ended:
                 return
             if self._deaths:
                 # A dead worker may hold the result queue's lock, which the pool's
                 # own shutdown needs: stop every worker, then no holder is alive.
-                for proc in _mp_private.workers(self._pool):
-                    if proc.pid is not None and proc.exitcode is None:
-                        self._kill(proc.pid)
-                        proc.join(1.0)
+                self._kill_workers(wait=1.0)
                 _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
             self._pool.terminate()
             self._shutdown_watcher()
             _mp_private.close_pipes(self._pool)
+            self._channel.close()
             self._ended = True
+        finally:
+            self._ending.release()
+
+    def _kill_workers(self, wait: float = 0.0) -> None:
+        for proc in _mp_private.workers(self._pool):
+            if proc.pid is not None and proc.exitcode is None:
+                self._kill(proc.pid)
+                if wait:
+                    proc.join(wait)
 
     # -- the watcher --------------------------------------------------------------------
 
@@ -233,27 +248,20 @@ class Backend:
                 raise
             self._reap(ready)
             self._judge_suspects()
+            if self._gone:
+                self._check_task_channel()
             if self._deaths:
                 self._check_result_channel()
-            if self._idle_death is not None:
-                self._recover_after_idle_death()
 
     def _on_ack(self, message: bytes) -> None:
         kind, body = message[:1], message[1:]
         if kind == _worker.ACK_STARTED:
             pid, chunk_id = _worker.ACK_FORMAT.unpack(body)
             self._holding[pid] = chunk_id
-            self._last_ack = now = time.monotonic()
             with self._track:
-                entry = self._unstarted.pop(chunk_id, None)
+                self._unstarted.pop(chunk_id, None)
                 doomed = chunk_id in self._doomed
                 self._doomed.discard(chunk_id)
-                if entry is not None and entry[0] > self._acked_seq:
-                    self._acked_seq = entry[0]
-                    if self._idle_death is not None:
-                        for other, (seq, _) in self._unstarted.items():
-                            if seq < entry[0]:
-                                self._overtaken.setdefault(other, now)
             if doomed:
                 self._kill(pid)
                 return
@@ -294,6 +302,9 @@ class Backend:
                 continue
             del self._procs[pid]
             self._dying.pop(pid, None)
+            self._gone[pid] = exitcode
+            if len(self._gone) > _GONE_KEPT:
+                del self._gone[next(iter(self._gone))]
             if exitcode != 0 and pid not in self._killed:
                 self._deaths += 1
             chunk_id = self._holding.pop(pid, None)
@@ -303,16 +314,6 @@ class Backend:
             elif pid not in self._ready and exitcode > 0 and not on_purpose:
                 # Exited on its own before it was ready (a signal is someone's kill).
                 self._startup_failed(pid, exitcode)
-            elif exitcode != 0 and not on_purpose:
-                # Died between tasks: it may have held the task queue's read lock,
-                # or taken a chunk without acknowledging it yet.
-                self._idle_death = (now, pid, exitcode)
-                with self._track:
-                    self._overtaken = {
-                        cid: now
-                        for cid, (seq, _) in self._unstarted.items()
-                        if seq < self._acked_seq
-                    }
             self._killed.discard(pid)
             self._ready.discard(pid)
         # A worker that took a chunk but was reaped before it was ever seen here.
@@ -322,6 +323,39 @@ class Backend:
                 del self._holding[pid]
                 if self._hooks.running(chunk_id) is not None:
                     self._suspects.append((now + CRASH_GRACE, pid, None, chunk_id))
+
+    def _check_task_channel(self) -> None:
+        """After a worker ended: free the task channel if it died reading it.
+
+        The channel records who holds its lock and which chunk they are
+        taking (see :mod:`._task_channel`). A holder that has died leaves the
+        lock held (CPython gh-96062): it is released for it, and a chunk it
+        had taken but not acknowledged fails. A lock held with no holder
+        recorded for :data:`STALL` seconds lost its holder in the instant
+        between taking the lock and saying so: it is released too.
+        """
+        if not _mp_private.lock_held(_mp_private.inqueue_lock(self._pool)):
+            self._unrecorded_since = None
+            return
+        pid, chunk_id = self._channel.holder()
+        if pid == 0:
+            now = time.monotonic()
+            if self._unrecorded_since is None:
+                self._unrecorded_since = now
+            elif now - self._unrecorded_since > STALL:
+                self._unrecorded_since = None
+                self._channel.release_for_dead_reader()
+            return
+        self._unrecorded_since = None
+        if pid not in self._gone:
+            return
+        with self._track:
+            lost = self._unstarted.pop(chunk_id, None) if chunk_id else None
+        self._channel.release_for_dead_reader()
+        if lost is not None:
+            self._fail_crashed(
+                lost, pid, self._gone[pid], "while taking {} from the queue, before it started"
+            )
 
     def _check_result_channel(self) -> None:
         """After a worker died: free the result queue if the dead worker held it.
@@ -393,58 +427,31 @@ class Backend:
         if self._hooks.fail(chunk, error):
             self._forget(chunk)
 
-    def _recover_after_idle_death(self) -> None:
-        """Undo what a worker that died between tasks may have left behind.
 
-        Such a worker either held the pool's task-queue lock (idle workers wait
-        for a task under it; killed there, it leaves the lock held and no worker
-        ever gets a task again: CPython gh-96062), or had just taken a chunk
-        and died before acknowledging it, taking the chunk with it.
+#: Process backends not yet terminated.
+_live: weakref.WeakSet[Backend] = weakref.WeakSet()
 
-        - Workers take chunks in the order they were sent: a chunk still
-          untaken :data:`LOST_GRACE` seconds after a later one started was lost.
-        - If chunks wait, a ready idle worker exists and nothing has started
-          for :data:`STALL` seconds: a held lock is released on the dead
-          worker's behalf; a free lock means the oldest waiting chunk was lost
-          (after :data:`LOST_GRACE`).
 
-        A lost chunk fails with WorkerCrashedError. One death costs at most
-        one lock or one chunk, so the first repair ends the recovery.
-        """
-        assert self._idle_death is not None
-        died_at, pid, exitcode = self._idle_death
-        now = time.monotonic()
-        quiet = now - max(died_at, self._last_ack)
-        lost: Chunk | None = None
-        with self._track:
-            for cid, when in list(self._overtaken.items()):
-                if cid not in self._unstarted:
-                    del self._overtaken[cid]
-                elif now - when > LOST_GRACE:
-                    lost = self._unstarted.pop(cid)[1]
-                    break
-            oldest = min(self._unstarted.values(), key=lambda entry: entry[0], default=None)
-        if lost is None and oldest is not None and quiet > STALL and self._ready_idle_worker():
-            lock = _mp_private.inqueue_lock(self._pool)
-            if _mp_private.release_orphaned_lock(lock):
-                self._idle_death = None
-                return
-            if quiet > LOST_GRACE:
-                with self._track:
-                    if self._unstarted.pop(oldest[1].id, None) is not None:
-                        lost = oldest[1]
-        if lost is not None:
-            self._idle_death = None
-            self._fail_crashed(
-                lost, pid, exitcode, "after taking {} from the queue, before it started"
-            )
-        elif oldest is None and now - died_at > DEATH_WINDOW:
-            self._idle_death = None  # nothing was waiting: nothing was lost
+@atexit.register
+def _quiet_at_exit() -> None:
+    """At interpreter exit, stop every watcher before multiprocessing's own exit hook.
 
-    def _ready_idle_worker(self) -> bool:
-        """Whether a live worker is idle and past its start-up."""
-        busy = {p for p, cid in self._holding.items() if self._hooks.running(cid) is not None}
-        return any(p not in busy and p in self._ready for p in self._procs)
+    That hook (registered earlier, so run later) terminates the pools of
+    executors still open; their watchers must not take it for a failure.
+    """
+    for backend in list(_live):
+        backend._stop.set()  # pyright: ignore[reportPrivateUsage]
+
+
+def _chunk_id_of(task: object) -> int:
+    """The chunk id in a task that ``multiprocessing.Pool`` writes, or 0."""
+    if not isinstance(task, tuple):
+        return 0
+    parts = cast("tuple[object, ...]", task)
+    if len(parts) == 5 and parts[2] is _worker.run_blob:
+        args = cast("tuple[int, ...]", parts[3])
+        return args[0]
+    return 0
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,207 @@
+"""The pipe that carries tasks to process workers, safe against a reader's death.
+
+``multiprocessing.Pool`` sends every task down one pipe; idle workers take
+turns reading it under one lock. A worker killed while it reads leaves two
+kinds of damage behind: the lock stays held, so no worker gets a task again
+(CPython gh-96062), and, if it had read part of a task, the rest of that task
+stays in the pipe, where every later reader takes it for the start of a new
+message and reads garbage for ever. This channel replaces the pool's task
+pipe and makes both repairable::
+
+    pool's task thread ── put(task) ──▶ [MAGIC | length | chunk id | crc32] body ──▶ pipe
+                                                                                   │
+    worker: get(), under the read lock  ◀──────────────────────────────────────────┘
+        1. writes its pid into the shared *record*;
+        2. reads the header straight into the record (one system call), so
+           the parent sees which chunk it is taking the moment it has it; on
+           bytes that are not a valid header it slides forward, byte by
+           byte, to the next one (resynchronizing after a dead reader);
+        3. reads the body, acks b"S"(pid, chunk id) to the parent;
+        4. clears the record, releases the lock, unpickles the task.
+
+    parent (the process backend's watcher), when the lock is held:
+        - by a pid that has died: release the lock for it; if the record
+          holds a chunk that was never acked, that chunk is lost: fail it;
+        - with no pid recorded for a long time (the holder died in the
+          instant before writing it or after clearing it): release the lock.
+
+Which chunk a dead reader took is therefore known exactly: the header lands
+in shared memory in the same system call that takes it from the pipe.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import assert_spawning
+from multiprocessing.reduction import DupFd, ForkingPickler
+from typing import Any, Final
+
+from .. import _worker
+
+__all__ = ("TaskChannel",)
+
+MAGIC: Final = b"\x93pk-task"
+#: magic, body length, chunk id (0: not a chunk), crc32 of the 24 bytes before it
+HEADER: Final = struct.Struct("!8sQqI")
+_PID: Final = struct.Struct("!q")
+#: The shared record: the reader's pid, then the header it is reading.
+_RECORD_SIZE: Final = _PID.size + HEADER.size
+_CHECKED: Final = HEADER.size - 4
+_READ_CAP: Final = 1 << 20
+
+
+def _valid(header: memoryview) -> bool:
+    return header[:8].tobytes() == MAGIC and zlib.crc32(header[:_CHECKED]) == int.from_bytes(
+        header[_CHECKED:], "big"
+    )
+
+
+def _read_body(fd: int, size: int) -> bytes:
+    parts: list[bytes] = []
+    left = size
+    while left:
+        part = os.read(fd, min(left, _READ_CAP))
+        if not part:
+            raise EOFError("the task pipe was closed")
+        parts.append(part)
+        left -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _read_into(fd: int, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if not n:
+            raise EOFError("the task pipe was closed")
+        got += n
+
+
+def _shared_file(size: int) -> int:
+    """A file descriptor of ``size`` zero bytes that is in no directory."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("parallelkit-task-record", os.MFD_CLOEXEC)
+    else:  # pragma: no cover - not Linux
+        with tempfile.TemporaryFile() as file:
+            fd = os.dup(file.fileno())
+    os.ftruncate(fd, size)
+    return fd
+
+
+class TaskChannel:
+    """A task queue for ``multiprocessing.Pool`` whose readers may die.
+
+    It offers what the pool uses of its own task queue: ``put`` (parent),
+    ``get`` (workers), and the ``_reader``, ``_writer`` and ``_rlock``
+    attributes that the pool's worker loop and shutdown touch.
+
+    Args:
+        ctx: The multiprocessing context of the pool.
+        tag_of: Parent side only: the chunk id carried by a task, or 0.
+    """
+
+    def __init__(self, ctx: Any, tag_of: Callable[[Any], int]) -> None:
+        self._reader: Connection
+        self._writer: Connection
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+        self._rlock: Any = ctx.Lock()
+        # The record lives in a shared file mapping (not multiprocessing's heap,
+        # which keeps its arenas open for the life of the process).
+        self._record_fd = _shared_file(_RECORD_SIZE)
+        self._record = mmap.mmap(self._record_fd, _RECORD_SIZE)
+        self._tag_of: Callable[[Any], int] | None = tag_of
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        assert_spawning(self)
+        return (self._reader, self._writer, self._rlock, DupFd(self._record_fd))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._reader, self._writer, self._rlock, record_fd = state
+        self._record_fd = record_fd.detach()
+        self._record = mmap.mmap(self._record_fd, _RECORD_SIZE)
+        self._tag_of = None
+
+    # -- parent side ----------------------------------------------------------------------
+
+    def put(self, task: Any) -> None:
+        """Write one task (the pool's task thread is the only writer)."""
+        body = bytes(ForkingPickler.dumps(task))
+        tag = self._tag_of(task) if self._tag_of is not None and task is not None else 0
+        start = struct.pack("!8sQq", MAGIC, len(body), tag)
+        data = memoryview(start + zlib.crc32(start).to_bytes(4, "big") + body)
+        fd = self._writer.fileno()
+        while data:
+            data = data[os.write(fd, data) :]
+
+    def holder(self) -> tuple[int, int]:
+        """Return ``(pid, chunk id)`` of the reader that holds the lock now.
+
+        The pid is 0 when none is recorded; the chunk id is 0 when the
+        reader has not taken a whole valid header.
+        """
+        with memoryview(self._record) as view:
+            pid: int = _PID.unpack_from(view)[0]
+            header = view[_PID.size :]
+            tag: int = HEADER.unpack_from(header)[2] if _valid(header) else 0
+            header.release()
+        return pid, tag
+
+    def release_for_dead_reader(self) -> None:
+        """Clear the record and release the lock of a reader that died."""
+        self._record[:] = bytes(_RECORD_SIZE)
+        self._rlock.release()
+
+    def drain_while(self, running: Callable[[], bool]) -> None:
+        """Take the lock and discard what is written while ``running()`` is true.
+
+        Used when the pool shuts down: its task thread may be blocked on a
+        full pipe. What is read here is thrown away, so framing does not matter.
+        """
+        self._rlock.acquire()
+        fd = self._reader.fileno()
+        while running() and self._reader.poll():
+            os.read(fd, _READ_CAP)
+            time.sleep(0)
+
+    # -- worker side ----------------------------------------------------------------------
+
+    def get(self) -> Any:
+        """Take the next task (in a worker); see the module docstring."""
+        with self._rlock:
+            size, tag = self._take_header()
+            body = _read_body(self._reader.fileno(), size)
+            if tag:
+                _worker.acknowledge_start(tag)
+            self._record[:] = bytes(_RECORD_SIZE)
+        return pickle.loads(body)
+
+    def _take_header(self) -> tuple[int, int]:
+        """Record this reader, read the next valid header into the record.
+
+        Returns:
+            ``(body size, chunk id)``.
+        """
+        fd = self._reader.fileno()
+        _PID.pack_into(self._record, 0, os.getpid())
+        with memoryview(self._record) as view, view[_PID.size :] as header:
+            _read_into(fd, header)
+            while not _valid(header):
+                header[:-1] = bytes(header[1:])
+                _read_into(fd, header[-1:])
+            _, size, tag, _ = HEADER.unpack_from(header)
+        return size, tag
+
+    def close(self) -> None:
+        """Close the pipe and the record in this process."""
+        self._reader.close()
+        self._writer.close()
+        self._record.close()
+        os.close(self._record_fd)

@@ -1,0 +1,79 @@
+"""The task channel: a reader that dies half-way through a task damages nothing for good."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from typing import Any
+
+import pytest
+
+from parallelkit._backends import _mp_private
+from parallelkit._backends._task_channel import HEADER, TaskChannel
+
+
+def _tag(task: Any) -> int:
+    tag: int = task[0]
+    return tag
+
+
+def _take_header_then_die(channel: TaskChannel) -> None:
+    """Take the channel's lock and the next header, then die before the body."""
+    channel._rlock.acquire()  # pyright: ignore[reportPrivateUsage]
+    channel._take_header()  # pyright: ignore[reportPrivateUsage]
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture
+def channel() -> Any:
+    made = TaskChannel(multiprocessing.get_context("spawn"), _tag)
+    yield made
+    made.close()
+
+
+def test_tasks_arrive_in_order_with_their_payloads(channel: TaskChannel) -> None:
+    channel.put((1, "a"))
+    channel.put(None)
+    channel.put((2, "b"))
+    assert channel.get() == (1, "a")
+    assert channel.get() is None
+    assert channel.get() == (2, "b")
+
+
+def test_a_task_larger_than_the_pipe_arrives_whole(channel: TaskChannel) -> None:
+    big = bytes(range(256)) * 8192  # 2 MB: written in parts while it is read
+    writer = threading.Thread(target=channel.put, args=((3, big),))
+    writer.start()
+    try:
+        assert channel.get() == (3, big)
+    finally:
+        writer.join(30)
+
+
+def test_a_reader_resynchronizes_after_a_partly_read_task(channel: TaskChannel) -> None:
+    channel.put((1, "lost" * 50))
+    channel.put((2, "next"))
+    # A reader that died after the header and a few bytes of the body.
+    os.read(channel._reader.fileno(), HEADER.size + 7)  # pyright: ignore[reportPrivateUsage]
+    assert channel.get() == (2, "next")
+
+
+def test_the_record_names_a_dead_reader_and_the_task_it_took(channel: TaskChannel) -> None:
+    assert channel.holder() == (0, 0)
+    channel.put((7, "taken by a reader that dies" * 20))
+    reader = multiprocessing.get_context("spawn").Process(
+        target=_take_header_then_die, args=(channel,)
+    )
+    reader.start()
+    reader.join(30)
+    assert reader.exitcode == -signal.SIGKILL
+    lock = channel._rlock  # pyright: ignore[reportPrivateUsage]
+    assert _mp_private.lock_held(lock)
+    assert channel.holder() == (reader.pid, 7)
+    channel.release_for_dead_reader()
+    assert not _mp_private.lock_held(lock)
+    assert channel.holder() == (0, 0)
+    channel.put((8, "after"))
+    assert channel.get() == (8, "after")  # the rest of task 7 is skipped
