@@ -114,6 +114,24 @@ def test_imap_iterator_continues_after_a_failed_item(backend: str) -> None:
         assert list(it) == [4]
 
 
+def test_imap_loops_and_next_calls_share_one_position(backend: str) -> None:
+    with Executor(backend, 2) as ex:
+        it = ex.imap(fail_on, range(8), chunksize=3)
+        assert next(it) == 0
+        seen: list[int] = []
+        with pytest.raises(ValueError, match="bad item 3"):
+            for value in it:  # a C-speed loop over the rest of the first chunk
+                seen.append(value)
+        assert seen == [1, 2]
+        for value in it:  # a new loop goes on after the failed item
+            seen.append(value)
+            if value == 5:
+                break
+        assert it.next(10) == 6  # break did not close the iterator
+        assert list(it) == [7]
+        assert list(it) == []
+
+
 def test_imap_over_an_endless_generator_yields_at_once(backend: str) -> None:
     with Executor(backend, 2) as ex:
         start = time.monotonic()

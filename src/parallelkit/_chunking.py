@@ -6,10 +6,11 @@
   balance uneven tasks and few enough that tiny tasks run at full speed.
 - An unknown length (a generator, ``itertools.count()``): start at one item,
   and after each finished chunk aim for :data:`TARGET_SECONDS` of work per
-  chunk from the measured time per item, at most doubling with each finished
-  chunk and never above :data:`MAX_UNKNOWN`. Slow tasks stay one per chunk, so long uneven
-  work spreads over every worker; tiny tasks reach large chunks within a few
-  round trips, and the bound keeps memory flat on endless inputs.
+  chunk from the measured time per item, growing at most :data:`GROWTH`-fold
+  with each finished chunk and never above :data:`MAX_UNKNOWN`. Slow tasks
+  stay one per chunk, so long uneven work spreads over every worker; tiny
+  tasks reach full-size chunks within five round trips, and the bound keeps
+  memory flat on endless inputs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ __all__ = ("ChunkSizer",)
 
 TARGET_SECONDS: Final = 0.02
 MAX_UNKNOWN: Final = 16384
+#: How much the next chunk of an input of unknown length may grow over the last.
+GROWTH: Final = 8
 
 
 @final
@@ -65,4 +68,4 @@ class ChunkSizer:
             return
         per_item = elapsed / count
         ideal = self._limit if per_item <= 0 else int(TARGET_SECONDS / per_item)
-        self._size = max(1, min(ideal, self._size * 2, self._limit))
+        self._size = max(1, min(ideal, self._size * GROWTH, self._limit))

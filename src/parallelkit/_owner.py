@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-import ctypes
+import importlib
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
-from . import _channels
 from ._backends._base import BackendOptions
-from ._channels._types import FloatCode, IntCode
-from ._channels._types import T as _ItemT
 from ._config import resolve_settings
 from ._engine import Engine
 
 if TYPE_CHECKING:
+    import ctypes
     from ctypes import _SimpleCData  # pyright: ignore[reportPrivateUsage]
+
+    from . import _channels
+    from ._channels._types import FloatCode, IntCode
+    from ._channels._types import T as _ItemT
+else:
+
+    class _LazyModule:
+        """``parallelkit._channels``, imported on first use (executors rarely need it)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(importlib.import_module("._channels", __package__), name)
+
+    _channels = _LazyModule()
 
 __all__ = ("EngineOwner",)
 

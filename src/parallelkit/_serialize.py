@@ -21,8 +21,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-import cloudpickle
-
 from ._errors import RemoteError, RemoteTraceback
 
 __all__ = (
@@ -41,7 +39,15 @@ PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
 ErrorEnvelope = tuple[bytes | None, str, str, str]
 
 loads = pickle.loads
-_cloudpickle_dumps = cast("Callable[[object, int], bytes]", cloudpickle.dumps)  # pyright: ignore[reportUnknownMemberType]
+
+
+def _cloudpickle_dumps(obj: object, protocol: int) -> bytes:
+    # Imported on first use: workers only load what cloudpickle wrote, which
+    # pickle does by itself, and need not pay for importing it.
+    import cloudpickle
+
+    dumps = cast("Callable[[object, int], bytes]", cloudpickle.dumps)  # pyright: ignore[reportUnknownMemberType]
+    return dumps(obj, protocol)
 
 
 def dumps(obj: object) -> bytes:

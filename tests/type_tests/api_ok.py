@@ -81,7 +81,7 @@ def check_executor_maps(ex: Executor) -> None:
     results = ex.imap(to_str, [1, 2])
     assert_type(next(results), str)
     assert_type(results.next(1.0), str)
-    assert_type(iter(results), ResultIterator[str])
+    assert_type(iter(results), Iterator[str])
     assert_type(results.close(), None)
 
 

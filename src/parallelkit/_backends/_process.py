@@ -90,7 +90,8 @@ class Backend:
         self.start_method: str | None = settings.start_method
         context = multiprocessing.get_context(settings.start_method)
         if settings.start_method == "forkserver":
-            _mp_private.preload_in_forkserver("parallelkit")
+            # What a worker runs: the task channel, which loads the worker module.
+            _mp_private.preload_in_forkserver(TaskChannel.__module__)
         self._ack_reader, self._ack_writer = context.Pipe(duplex=False)
         self._ending = threading.Lock()
         self._ended = False
