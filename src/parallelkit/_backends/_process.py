@@ -226,6 +226,8 @@ class Backend:
 
     def _shutdown_watcher(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._ack_writer.send_bytes(b"W")  # wake the watcher now, not at its next look
         # At interpreter exit daemon threads no longer run: joining would hang.
         if self._watcher is not threading.current_thread() and not sys.is_finalizing():
             self._watcher.join(5.0)
