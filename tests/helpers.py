@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
+from typing import Any
 
 
 def inc(x: int) -> int:
@@ -93,3 +96,21 @@ def pid_after(seconds: float) -> int:
 
 def failing_init() -> None:
     raise RuntimeError("initializer broke")
+
+
+def die_after_result_header() -> bytes:
+    """Return 100 kB, and die once the length of that result is written, before its body.
+
+    A profile hook (this thread only) kills the worker when multiprocessing's
+    ``Connection._send`` returns for the first time: for a large message that
+    first write is the length, so the result queue is left with a message
+    that never ends.
+    """
+
+    def hook(frame: Any, event: str, arg: object) -> None:
+        code = frame.f_code
+        if event == "return" and code.co_name == "_send" and "connection" in code.co_filename:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.setprofile(hook)
+    return b"x" * 100_000

@@ -28,6 +28,7 @@ from parallelkit.testing import crash_worker, exit_worker, hang
 
 from .helpers import (
     crash_on,
+    die_after_result_header,
     exit_now,
     failing_init,
     inc,
@@ -144,6 +145,24 @@ def test_every_worker_killed_at_once_while_taking_tasks_never_blocks_the_pool() 
                 outcomes.append("crashed")
             assert time.monotonic() - start < 3, outcomes
             assert list(ex.map(inc, range(4))) == [1, 2, 3, 4]
+
+
+def test_a_result_cut_short_by_a_worker_death_never_blocks_shutdown() -> None:
+    ex = Executor("process", 1)
+    try:
+        with pytest.raises(WorkerCrashedError):
+            ex.submit(die_after_result_header).result(10)
+        # Nothing more can be read from the result pipe: the executor is broken...
+        deadline = time.monotonic() + 10
+        while ex._engine.state != "broken" and time.monotonic() < deadline:  # pyright: ignore[reportPrivateUsage]
+            time.sleep(0.05)
+        with pytest.raises(BrokenExecutorError, match="result"):
+            ex.submit(inc, 1)
+    finally:
+        # ...and shutting down does not wait for the rest of the cut result.
+        start = time.monotonic()
+        ex.shutdown()
+        assert time.monotonic() - start < 5
 
 
 def test_crash_error_pickles_with_its_attributes() -> None:

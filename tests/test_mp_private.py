@@ -40,11 +40,12 @@ def test_inqueue_lock_is_a_lock() -> None:
 
 
 def test_a_pool_with_a_task_channel_runs_tasks_and_shuts_down() -> None:
+    from parallelkit._backends._result_reader import ResultReader
     from parallelkit._backends._task_channel import TaskChannel
 
     ctx = multiprocessing.get_context("spawn")
     channel = TaskChannel(ctx, lambda task: 0)
-    pool = _mp_private.pool_with_task_channel(channel, 2, None, (), None, ctx)
+    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 2, None, (), None, ctx)
     try:
         assert _mp_private.inqueue_lock(pool) is channel._rlock  # pyright: ignore[reportPrivateUsage]
         assert pool.map(abs, range(-50, 0)) == list(range(50, 0, -1))

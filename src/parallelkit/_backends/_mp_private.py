@@ -11,7 +11,9 @@ things the public API does not tell:
 - ``Pool._setup_queues`` / ``Pool._help_stuff_finish``: overridden by
   :func:`pool_with_task_channel` so that tasks travel through
   :class:`~._task_channel.TaskChannel` (which survives a reader's death)
-  instead of the pool's own pipe;
+  instead of the pool's own pipe, and results are read by
+  :class:`~._result_reader.ResultReader` (which gives up on a result cut
+  short by a writer's death);
 - ``pool._inqueue._rlock``: the lock an idle worker holds while it waits for
   a task; a worker killed while idle leaves it held (CPython gh-96062), and
   the pool's other workers then never get a task;
@@ -59,8 +61,9 @@ __all__ = (
 class _ChannelPool(Pool):
     """A ``multiprocessing.Pool`` whose task queue is a given channel."""
 
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, channel: Any, results: Any, *args: Any, **kwargs: Any) -> None:
         self._parallelkit_channel = channel
+        self._parallelkit_results = results
         super().__init__(*args, **kwargs)
 
     def _setup_queues(self) -> None:
@@ -68,7 +71,8 @@ class _ChannelPool(Pool):
         self._inqueue = self._parallelkit_channel
         self._outqueue = ctx.SimpleQueue()  # pyright: ignore[reportUnknownMemberType]
         self._quick_put = self._inqueue.put
-        self._quick_get = self._outqueue._reader.recv  # pyright: ignore[reportUnknownMemberType]
+        self._parallelkit_results.attach(self._outqueue._reader)  # pyright: ignore[reportUnknownMemberType]
+        self._quick_get = self._parallelkit_results.get
 
     @staticmethod
     def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:
@@ -77,6 +81,7 @@ class _ChannelPool(Pool):
 
 def pool_with_task_channel(
     channel: Any,
+    results: Any,
     processes: int,
     initializer: Any,
     initargs: tuple[Any, ...],
@@ -87,10 +92,11 @@ def pool_with_task_channel(
 
     ``channel`` offers ``put`` / ``get``, the ``_reader`` / ``_writer`` /
     ``_rlock`` attributes the pool's worker loop and shutdown touch, and
-    ``drain_while(running)`` for the shutdown.
+    ``drain_while(running)`` for the shutdown. ``results`` reads the result
+    queue in the pool's result thread: ``attach(connection)`` and ``get()``.
     """
     return _ChannelPool(
-        channel, processes, initializer, initargs, maxtasksperchild, context=context
+        channel, results, processes, initializer, initargs, maxtasksperchild, context=context
     )
 
 

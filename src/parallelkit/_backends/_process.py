@@ -49,6 +49,7 @@ from .._errors import WorkerCrashedError
 from .._serialize import dumps, dumps_function, exception_from_envelope, loads
 from . import _mp_private
 from ._base import BackendOptions, Chunk, Hooks
+from ._result_reader import ResultReader
 from ._task_channel import TaskChannel
 
 __all__ = ("Backend",)
@@ -98,8 +99,10 @@ class Backend:
         init_blob = dumps_function(options.initializer) if options.initializer else None
         args_blob = dumps(tuple(options.initargs)) if options.initializer else None
         self._channel = TaskChannel(context, _chunk_id_of)
+        self._results = ResultReader()
         self._pool: Pool = _mp_private.pool_with_task_channel(
             self._channel,
+            self._results,
             settings.workers,
             _worker.init_process_worker,
             (self._ack_writer, os.getpid(), init_blob, args_blob),
@@ -198,10 +201,11 @@ class Backend:
             if self._ended:
                 return
             if self._deaths:
-                # A dead worker may hold the result queue's lock, which the pool's
-                # own shutdown needs: stop every worker, then no holder is alive.
+                # A dead worker may hold a queue's lock, which the pool's own
+                # shutdown needs: stop every worker, then no holder is alive.
                 self._kill_workers(wait=1.0)
                 _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
+                _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
             self._pool.terminate()
             self._shutdown_watcher()
             _mp_private.close_pipes(self._pool)
@@ -387,6 +391,9 @@ class Backend:
         elif self._result_lock_held_since is None:
             self._result_lock_held_since = now
         elif now - self._result_lock_held_since > STALL:
+            # The dead writer may have cut a result short: the result thread
+            # must not wait for the rest of it for ever.
+            self._results.suspect = True
             _mp_private.release_orphaned_lock(lock)
             self._result_lock_held_since = None
 

@@ -56,6 +56,8 @@ _PID: Final = struct.Struct("!q")
 _RECORD_SIZE: Final = _PID.size + HEADER.size
 _CHECKED: Final = HEADER.size - 4
 _READ_CAP: Final = 1 << 20
+#: How long a shutdown waits for the read lock before it drains without it.
+DRAIN_WAIT: Final = 2.0
 
 
 def _valid(header: memoryview) -> bool:
@@ -164,8 +166,10 @@ class TaskChannel:
 
         Used when the pool shuts down: its task thread may be blocked on a
         full pipe. What is read here is thrown away, so framing does not matter.
+        A lock still held after :data:`DRAIN_WAIT` seconds belongs to a dead
+        reader (live ones give it up when the shutdown's sentinels arrive).
         """
-        self._rlock.acquire()
+        self._rlock.acquire(timeout=DRAIN_WAIT)
         fd = self._reader.fileno()
         while running() and self._reader.poll():
             os.read(fd, _READ_CAP)
