@@ -85,7 +85,10 @@ class Backend:
     """Runs chunks in worker processes of a ``multiprocessing.Pool``."""
 
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
-        self._hooks = hooks
+        # Weakly: the engine owns this backend, and a cycle would leave the pool
+        # (and its named semaphores) to the garbage collector instead of being
+        # freed as soon as the executor is.
+        self._hooks: Hooks = weakref.proxy(hooks)
         self.workers = settings.workers
         self.window = 4 * settings.workers
         self.start_method: str | None = settings.start_method
@@ -149,11 +152,13 @@ class Backend:
 
         def done(blob: bytes) -> None:
             unstarted.pop(chunk.id, None)
+            chunk.handle = None  # the pool's result holds this closure: no cycle
             values, errors, elapsed = _worker.unpack_outcome(blob, chunk.count)
             hooks.complete(chunk, values, errors, elapsed)
 
         def failed(exc: BaseException) -> None:
             unstarted.pop(chunk.id, None)
+            chunk.handle = None
             hooks.fail(chunk, exc)
 
         with self._track:
