@@ -10,7 +10,8 @@
         │  ack pipe: b"S"(pid, chunk id) when a chunk is taken (by the channel),
         │            b"R"(pid) when start-up is over,
         │            b"I"(error) when the initializer failed
-        │  result queue: outcome bytes ──▶ mp.Pool result thread ──▶ engine.complete
+        │  result queue: outcome bytes ──▶ mp.Pool result thread (reads with
+        │                ResultReader) ──▶ engine.complete
         ▼
     watcher thread: waits on the ack pipe and on every worker's sentinel.
         - remembers which pid holds which chunk;
@@ -19,6 +20,8 @@
           WorkerCrashedError; mp.Pool starts a replacement worker itself;
         - a worker that died while reading the task channel: its lock is
           released and the chunk it was taking, if any, fails;
+        - a worker that died while writing a result: the result queue's lock
+          is released, and the reader told to give up on a cut result;
         - an initializer failure: the engine is marked broken.
 
 ``multiprocessing.Pool`` replaces dead workers but never fails the task they
