@@ -114,3 +114,8 @@ def die_after_result_header() -> bytes:
 
     sys.setprofile(hook)
     return b"x" * 100_000
+
+
+def parallelkit_modules() -> list[str]:
+    """The parallelkit and cloudpickle modules loaded in this process."""
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("parallelkit", "cloudpickle"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import os
+import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -111,3 +114,38 @@ def test_public_class_is_final(cls: type) -> None:
 
 def test_version_matches_the_installed_distribution() -> None:
     assert parallelkit.__version__ == importlib.metadata.version("parallelkit")
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> None:
+    # Under spawn a worker imports the main script again, and with it
+    # parallelkit; under forkserver the server does. Neither should load the
+    # channels, the configuration or cloudpickle, which a worker never uses.
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import parallelkit\n"
+        "from tests.helpers import parallelkit_modules\n"
+        "if __name__ == '__main__':\n"
+        f"    with parallelkit.Pool(1, start_method={start_method!r}) as pool:\n"
+        "        print(' '.join(pool.apply(parallelkit_modules)))\n",
+        encoding="utf-8",
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert "parallelkit._worker" in loaded
+    assert not loaded & {
+        "parallelkit._channels",
+        "parallelkit._config",
+        "parallelkit._engine",
+        "cloudpickle",
+    }, sorted(loaded)

@@ -161,9 +161,16 @@ def __dir__() -> list[str]:
 
 
 def _in_spawned_child() -> bool:
-    """Whether this import is a worker's re-import of the parent's main script."""
+    """Whether this import happens in a worker or a forkserver, not in the program.
+
+    A spawned worker re-imports the program's main script as ``__mp_main__``;
+    the forkserver runs as ``python -c "from multiprocessing.forkserver import
+    main; ..."`` and imports the modules it is asked to preload.
+    """
     main = sys.modules.get("__mp_main__")
-    return getattr(main, "__name__", None) == "__mp_main__"
+    if getattr(main, "__name__", None) == "__mp_main__":
+        return True
+    return sys.argv[:1] == ["-c"] and "multiprocessing.forkserver" in sys.modules
 
 
 if not _in_spawned_child():
