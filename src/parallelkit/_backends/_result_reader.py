@@ -19,11 +19,12 @@ sentinel that wakes it.
 
 from __future__ import annotations
 
-import os
 import pickle
 import struct
 from multiprocessing.connection import Connection
 from typing import Any, Final
+
+from ._task_channel import read_exactly
 
 __all__ = ("ResultReader",)
 
@@ -31,7 +32,7 @@ __all__ = ("ResultReader",)
 LOOK: Final = 0.1
 _LENGTH: Final = struct.Struct("!i")
 _LONG_LENGTH: Final = struct.Struct("!Q")
-_READ_CAP: Final = 1 << 20
+_PIPE: Final = "result pipe"
 
 
 class ResultReader:
@@ -51,24 +52,21 @@ class ResultReader:
         conn = self._conn
         assert conn is not None
         fd = conn.fileno()
-        size = _LENGTH.unpack(self._read(fd, conn, _LENGTH.size, idle=True))[0]
+        size = _LENGTH.unpack(read_exactly(fd, _LENGTH.size, _PIPE, self._await_rest))[0]
         if size == -1:
-            size = _LONG_LENGTH.unpack(self._read(fd, conn, _LONG_LENGTH.size, idle=False))[0]
-        body = self._read(fd, conn, size, idle=False)
+            size = _LONG_LENGTH.unpack(read_exactly(fd, _LONG_LENGTH.size, _PIPE, self._await))[0]
+        body = read_exactly(fd, size, _PIPE, self._await)
         self.suspect = False  # a whole message came: the pipe is in step again
         return pickle.loads(body)
 
-    def _read(self, fd: int, conn: Connection, size: int, *, idle: bool) -> bytes:
-        parts: list[bytes] = []
-        left = size
-        while left:
-            if not idle or parts:
-                while not conn.poll(LOOK):
-                    if self.suspect:
-                        raise EOFError("a worker died while writing a result; the rest never came")
-            part = os.read(fd, min(left, _READ_CAP))
-            if not part:
-                raise EOFError("the result pipe was closed")
-            parts.append(part)
-            left -= len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def _await_rest(self, started: bool) -> None:
+        """Between messages wait as long as it takes; inside one, see :meth:`_await`."""
+        if started:
+            self._await(started)
+
+    def _await(self, started: bool) -> None:
+        """Wait for more of a message; give up once it is overdue on a suspect pipe."""
+        assert self._conn is not None
+        while not self._conn.poll(LOOK):
+            if self.suspect:
+                raise EOFError("a worker died while writing a result; the rest never came")

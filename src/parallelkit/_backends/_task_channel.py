@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from .. import _worker
 
-__all__ = ("TaskChannel",)
+__all__ = ("TaskChannel", "read_exactly")
 
 MAGIC: Final = b"\x93pk-task"
 #: magic, body length, chunk id (0: not a chunk), crc32 of the 24 bytes before it
@@ -66,13 +66,29 @@ def _valid(header: memoryview) -> bool:
     )
 
 
-def _read_body(fd: int, size: int) -> bytes:
+def read_exactly(
+    fd: int, size: int, pipe: str, before_read: Callable[[bool], None] | None = None
+) -> bytes:
+    """Read exactly ``size`` bytes from a pipe.
+
+    Args:
+        fd: The pipe's read end.
+        size: How many bytes.
+        pipe: What the pipe is, for the EOFError when it is closed.
+        before_read: Called before each read with whether part of the bytes
+            has come already; it may wait, or raise to give up.
+
+    Raises:
+        EOFError: The pipe was closed first.
+    """
     parts: list[bytes] = []
     left = size
     while left:
+        if before_read is not None:
+            before_read(bool(parts))
         part = os.read(fd, min(left, _READ_CAP))
         if not part:
-            raise EOFError("the task pipe was closed")
+            raise EOFError(f"the {pipe} was closed")
         parts.append(part)
         left -= len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -135,10 +151,10 @@ class TaskChannel:
 
     def put(self, task: Any) -> None:
         """Write one task (the pool's task thread is the only writer)."""
-        body = bytes(ForkingPickler.dumps(task))
+        body = ForkingPickler.dumps(task)  # a view of the pickler's buffer: copied once below
         tag = self._tag_of(task) if self._tag_of is not None and task is not None else 0
-        start = struct.pack("!8sQq", MAGIC, len(body), tag)
-        data = memoryview(start + zlib.crc32(start).to_bytes(4, "big") + body)
+        start = struct.pack("!8sQq", MAGIC, body.nbytes, tag)
+        data = memoryview(b"".join((start, zlib.crc32(start).to_bytes(4, "big"), body)))
         fd = self._writer.fileno()
         while data:
             data = data[os.write(fd, data) :]
@@ -181,7 +197,7 @@ class TaskChannel:
         """Take the next task (in a worker); see the module docstring."""
         with self._rlock:
             size, tag = self._take_header()
-            body = _read_body(self._reader.fileno(), size)
+            body = read_exactly(self._reader.fileno(), size, "task pipe")
             if tag:
                 _worker.acknowledge_start(tag)
             self._record[:] = bytes(_RECORD_SIZE)
