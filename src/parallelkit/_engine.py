@@ -9,7 +9,7 @@
     Engine._queue ──_pump()──▶ backend.send(chunk)   at most ``window`` running
         ▲                              │             (8 x that for one-call chunks
         │                              │             that take under a millisecond);
-        ▲                              │             the rest wait here, where
+        │                              │             the rest wait here, where
         │                              │             cancel() can still drop them
         │    backend threads ◀─────────┘
         │    hooks.started(id, pid) ──▶ Deadlines thread (task_timeout) ──▶ fail + abort
@@ -157,8 +157,7 @@ class Engine:
         self.released: bool = False
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
         self.window: int = self.backend.window
-        self._call_window: int = self.window  # for one-call chunks, see QUICK_BOOST
-        self._call_time: float = QUICK_CALL  # running mean of their run time
+        self._call_time: float = QUICK_CALL  # running mean of one-call chunks' run time
         if self.state == BROKEN:  # a worker failed while the backend was starting
             threading.Thread(target=self.backend.terminate, name="parallelkit-terminate").start()
 
@@ -231,8 +230,7 @@ class Engine:
                 with self._lock:
                     if (
                         not self._queue
-                        or len(self._running)
-                        >= (self._call_window if self._queue[0].count == 1 else self.window)
+                        or len(self._running) >= self._window_for(self._queue[0])
                         or self._state in (TERMINATED, BROKEN)
                     ):
                         return
@@ -254,6 +252,12 @@ class Engine:
                         raise  # Ctrl-C during an inline (serial) task
         finally:
             self._pumping.active = False
+
+    def _window_for(self, chunk: Chunk) -> int:
+        """How many chunks may run before ``chunk`` is handed over (see QUICK_BOOST)."""
+        if chunk.count == 1 and self._call_time < QUICK_CALL:
+            return self.window * QUICK_BOOST
+        return self.window
 
     def _signal_if_drained(self) -> None:
         with self._lock:
@@ -286,8 +290,6 @@ class Engine:
         chunk.elapsed = elapsed
         if chunk.count == 1:
             self._call_time += (elapsed - self._call_time) * 0.2
-            quick = self._call_time < QUICK_CALL
-            self._call_window = self.window * QUICK_BOOST if quick else self.window
         failure: BaseException | None = None
         if (
             chunk.timeout is not None
