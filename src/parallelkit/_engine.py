@@ -458,6 +458,8 @@ class Engine:
         # starts while the rest are being pickled, as with Pool.map's task thread.
         try:
             for start in range(0, len(items), size):
+                if result.done():  # a chunk failed already (inline backends run as queued)
+                    break
                 chunk = self.chunk(
                     fn_payload,
                     f"items {start}-{min(start + size, len(items)) - 1} of {kind}(fn={name})",
@@ -469,9 +471,7 @@ class Engine:
                 chunks.append(chunk)
                 self.enqueue((chunk,))
         except BaseException as exc:
-            with gather.lock:
-                if not result.done():
-                    result.set_exception(exc)
+            gather.fail(exc)
             for chunk in chunks:
                 chunk.future.cancel()
             raise
@@ -626,7 +626,13 @@ def _resolve_single(
 
 @final
 class _Gather:
-    """Collects the chunks of a ``map_all`` into one list."""
+    """Collects the chunks of a ``map_all`` into one list.
+
+    Each chunk refers to its gather (through its ``on_done``) and the gather
+    to its chunks (to cancel the rest on a failure): the gather lets go of
+    them once the result is settled, so the results are freed as soon as the
+    caller drops them, not at the garbage collector's next pass.
+    """
 
     def __init__(self, result: Future[list[Any]], count: int) -> None:
         self.result = result
@@ -649,15 +655,26 @@ class _Gather:
             if failure is None and errors:
                 failure = errors[min(errors)]
             if failure is not None:
-                self.result.set_exception(failure)
-                for other in self.chunks:
-                    other.future.cancel()
+                self._fail(failure)
                 return
             assert values is not None
             self.values[start : start + chunk.count] = values
             self.remaining -= chunk.count
             if self.remaining == 0:
+                self.chunks = []
                 self.result.set_result(self.values)
+
+    def fail(self, failure: BaseException) -> None:
+        """Settle the result with ``failure`` unless it is settled already."""
+        with self.lock:
+            if not self.result.done():
+                self._fail(failure)
+
+    def _fail(self, failure: BaseException) -> None:
+        chunks, self.chunks = self.chunks, []
+        self.result.set_exception(failure)
+        for other in chunks:
+            other.future.cancel()
 
 
 _Outcome = tuple[list[Any] | None, dict[int, BaseException], BaseException | None]
