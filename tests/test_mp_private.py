@@ -6,7 +6,11 @@ If a Python version renames them, these tests fail before anything hangs.
 from __future__ import annotations
 
 import multiprocessing
+from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
+from typing import Any
+
+import pytest
 
 from parallelkit._backends import _mp_private
 
@@ -52,6 +56,39 @@ def test_a_pool_with_a_task_channel_runs_tasks_and_shuts_down() -> None:
         assert pool.apply_async(abs, (-3,)).get(20) == 3
     finally:
         pool.terminate()  # drains the channel with idle workers holding its lock
+        pool.join()
+        _mp_private.close_pipes(pool)
+        channel.close()
+
+
+def test_the_worker_maintenance_thread_does_not_wake_for_each_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from parallelkit._backends._result_reader import ResultReader
+    from parallelkit._backends._task_channel import TaskChannel
+
+    looks = 0
+    maintain = Pool._maintain_pool  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+
+    def counting(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        return maintain(*args)
+
+    monkeypatch.setattr(Pool, "_maintain_pool", staticmethod(counting))
+    ctx = multiprocessing.get_context("spawn")
+    channel = TaskChannel(ctx, lambda task: 0)
+    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 2, None, (), None, ctx)
+    try:
+        assert pool.apply_async(abs, (-1,)).get(20) == 1
+        before = looks
+        results = [pool.apply_async(abs, (-i,)) for i in range(300)]
+        assert [r.get(20) for r in results] == list(range(300))
+        # multiprocessing.Pool's own thread also waits on the result pipe and
+        # looks at every worker again for each result (hundreds of looks here).
+        assert looks - before < 30
+    finally:
+        pool.terminate()
         pool.join()
         _mp_private.close_pipes(pool)
         channel.close()

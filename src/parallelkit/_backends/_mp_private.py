@@ -1,6 +1,6 @@
 """Every use of ``multiprocessing.Pool``'s private attributes, and nothing else.
 
-The process backend stands on ``multiprocessing.Pool`` but must know three
+The process backend stands on ``multiprocessing.Pool`` but must know these
 things the public API does not tell:
 
 - ``pool._pool``: the worker ``Process`` objects, whose sentinels reveal a
@@ -8,6 +8,9 @@ things the public API does not tell:
 - ``pool._cache``: the pending results by job id; a job whose worker died
   stays there forever and would make ``close()`` + ``join()`` wait forever,
   so it is removed once the engine has failed it;
+- ``Pool._get_sentinels``: overridden so that the pool's worker-maintenance
+  thread no longer wakes for every result (it waits on worker exits and the
+  pool's change notifier only);
 - ``Pool._setup_queues`` / ``Pool._help_stuff_finish``: overridden by
   :func:`pool_with_task_channel` so that tasks travel through
   :class:`~._task_channel.TaskChannel` (which survives a reader's death)
@@ -77,6 +80,15 @@ class _ChannelPool(Pool):
     @staticmethod
     def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:
         inqueue.drain_while(task_handler.is_alive)
+
+    def _get_sentinels(self) -> list[Any]:
+        # The pool's worker-maintenance thread also waits on the result pipe,
+        # so it wakes (and polls every worker) for each result that arrives,
+        # and again while the result thread has not read it yet: busy work
+        # that competes with the result thread for the GIL. Worker exits wake
+        # it through their own sentinels, an emptied cache and shutdown
+        # through the change notifier.
+        return [self._change_notifier._reader]  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 
 
 def pool_with_task_channel(
