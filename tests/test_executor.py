@@ -369,3 +369,33 @@ def test_executor_works_with_map_of_objects(backend: str) -> None:
     data: list[Any] = [{"a": 1}, [1, 2], "text", 3.5, None]
     with Executor(backend, 2) as ex:
         assert list(ex.map(lambda x: x, data)) == data
+
+
+def test_map_results_outlive_shutdown_as_with_concurrent_futures(backend: str) -> None:
+    ex = Executor(backend, 2)
+    results = ex.map(inc, range(3000), chunksize=7)
+    ex.shutdown()  # concurrent.futures runs every item of a map before it returns
+    assert list(results) == list(range(1, 3001))
+
+
+def test_shutdown_with_an_endless_map_still_open_returns(backend: str) -> None:
+    with Executor(backend, 2) as ex:
+        it = ex.imap(inc, itertools.count())
+        for value in it:
+            if value > 50:
+                break
+    rest: list[int] = []
+    with pytest.raises(parallelkit.ClosedError, match="stops after item"):
+        rest.extend(it)
+    assert rest == list(range(52, 52 + len(rest)))
+
+
+def test_shutdown_without_wait_lets_a_lazy_map_finish(backend: str) -> None:
+    def numbers() -> Iterator[int]:
+        yield from range(3000)
+
+    ex = Executor(backend, 2)
+    it = ex.imap(inc, numbers(), chunksize=7)
+    ex.shutdown(wait=False)
+    assert list(it) == list(range(1, 3001))
+    assert ex._engine.join(timeout=20)  # pyright: ignore[reportPrivateUsage]

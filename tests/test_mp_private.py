@@ -6,6 +6,7 @@ If a Python version renames them, these tests fail before anything hangs.
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -68,7 +69,7 @@ def test_the_worker_maintenance_thread_does_not_wake_for_each_result(
     from parallelkit._backends._task_channel import TaskChannel
 
     looks = 0
-    maintain = Pool._maintain_pool  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+    maintain: Callable[..., Any] = getattr(Pool, "_maintain_pool")  # noqa: B009
 
     def counting(*args: Any) -> Any:
         nonlocal looks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -220,3 +221,40 @@ def test_seed_pool_program_changes_only_its_import(capfd: pytest.CaptureFixture[
     # pytest's capture may not see; the thread backend prints here (two
     # threads print at once, so their lines may interleave).
     assert capfd.readouterr().out.count("499999500000") >= 2
+
+
+def _numbers(n: int) -> Iterator[int]:
+    yield from range(n)  # a generator: its length is unknown
+
+
+def test_imap_made_before_close_goes_on_after_close(backend: str) -> None:
+    # The usual multiprocessing.Pool shape: close() early, use the results, join().
+    pool = Pool(2)
+    ordered = pool.imap(inc, _numbers(3000), chunksize=7)
+    unordered = pool.imap_unordered(inc, _numbers(3000), chunksize=7)
+    pool.close()
+    assert list(ordered) == list(range(1, 3001))
+    assert sorted(unordered) == list(range(1, 3001))
+    pool.join()
+    with pytest.raises(ClosedError):
+        pool.imap(inc, [1])
+
+
+def test_join_before_using_a_map_of_known_length_keeps_every_result(backend: str) -> None:
+    pool = Pool(2)
+    results = pool.imap(inc, list(range(3000)), chunksize=7)
+    pool.close()
+    pool.join()  # reads the rest of the list now; the results wait in the map
+    assert list(results) == list(range(1, 3001))
+
+
+def test_join_cuts_a_map_of_unknown_length_with_a_clear_error(backend: str) -> None:
+    pool = Pool(2)
+    results = pool.imap(inc, _numbers(10**9), chunksize=5)  # endless in practice
+    pool.close()
+    pool.join()  # must not read a billion items: the input is cut where it is
+    got: list[int] = []
+    with pytest.raises(ClosedError, match="whose length is unknown; it stops after item"):
+        got.extend(results)
+    assert got == list(range(1, len(got) + 1))
+    assert got  # the first window had been queued

@@ -26,10 +26,12 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import math
 import queue
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
@@ -52,6 +54,9 @@ CLOSING: Final = "closing"
 CLOSED: Final = "closed"
 TERMINATED: Final = "terminated"
 BROKEN: Final = "broken"
+
+#: How often a join waiting for lazy maps looks whether they were dropped.
+MAP_LOOK: Final = 0.25
 
 #: One-call chunks (submit, apply_async) that run shorter than this, on average...
 QUICK_CALL: Final = 0.001
@@ -153,6 +158,11 @@ class Engine:
         self._joined = False
         self._stopped = threading.Event()
         self._stoppers: dict[Future[Any], list[Chunk]] = {}
+        #: Lazy maps made while the engine was open whose input is not used up:
+        #: they may still queue chunks after close() (see ResultIterator).
+        self._maps: weakref.WeakSet[ResultIterator[Any]] = weakref.WeakSet()
+        self._cut_maps = False  # an explicit join() asked to finish them now
+        self._backend_closed = False
         #: Whether the owner called close/shutdown/terminate (no leak warning then).
         self.released: bool = False
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
@@ -208,15 +218,21 @@ class Engine:
             on_done,
         )
 
-    def enqueue(self, chunks: Iterable[Chunk]) -> None:
+    def enqueue(self, chunks: Iterable[Chunk], *, admitted: bool = False) -> None:
         """Queue chunks for dispatch.
+
+        Args:
+            chunks: The chunks.
+            admitted: They belong to a map made while the engine was open,
+                which may go on after ``close()`` until ``join()`` finishes it.
 
         Raises:
             ClosedError: The executor no longer accepts work.
             BrokenExecutorError: The workers cannot start.
         """
         with self._lock:
-            self._check_open()
+            if not (admitted and self._state == CLOSING and self._broken is None):
+                self._check_open()
             self._queue.extend(chunks)
         self._pump()
 
@@ -522,10 +538,15 @@ class Engine:
 
     # -- shutting down ------------------------------------------------------------------
 
-    def close(self, cancel_pending: bool = False) -> None:
+    def close(self, cancel_pending: bool = False, *, background: bool = True) -> None:
         """Accept no new work; queued work still runs unless ``cancel_pending``.
 
-        A background thread waits for the work and then lets the workers exit.
+        Lazy maps made before keep reading their input as they are consumed.
+
+        Args:
+            cancel_pending: Cancel the queued work instead.
+            background: Start a thread that waits for the work and then lets
+                the workers exit (False when the caller joins right away).
         """
         with self._lock:
             self.released = True
@@ -536,34 +557,84 @@ class Engine:
             if cancel_pending:
                 dropped = list(self._queue)
                 self._queue.clear()
+            idle = first and not self._queue and not self._maps
         for chunk in dropped:
             chunk.future.cancel()
             self._notify(chunk, None, {}, CancelledError())
         self._signal_if_drained()
-        if first:
-            threading.Thread(target=self.join, name="parallelkit-closer").start()
+        if idle:  # nothing more can reach the backend: let its workers go now
+            self._close_backend()
+        if first and background:
+            threading.Thread(
+                target=self.join, kwargs={"finish_maps": False}, name="parallelkit-closer"
+            ).start()
 
-    def join(self, timeout: float | None = None) -> bool:
+    def _close_backend(self) -> None:
+        with self._lock:
+            if self._backend_closed:
+                return
+            self._backend_closed = True
+        self.backend.close()
+
+    def map_started(self, it: ResultIterator[Any]) -> None:
+        """Remember a lazy map, which may queue chunks until its input is used up."""
+        with self._lock:
+            self._maps.add(it)
+
+    def map_ended(self, it: ResultIterator[Any]) -> None:
+        """A lazy map has used up its input, or was closed: stop waiting for it."""
+        with self._lock:
+            self._maps.discard(it)
+            if not self._maps:
+                self._drained.notify_all()
+
+    def _busy(self) -> bool:
+        return bool(self._running or self._queue or self._maps)
+
+    def join(self, timeout: float | None = None, *, finish_maps: bool = True) -> bool:
         """Wait for queued and running work, then for the workers to exit.
+
+        Lazy maps whose input is not used up are finished first: an input of
+        known length is read to its end now (its results wait in the map, as
+        with ``multiprocessing.Pool``), one of unknown length is cut where it
+        is (the map raises :class:`ClosedError` after the results it has).
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes.
+            finish_maps: False for the closer thread, which waits for lazy
+                maps to be used up by their consumer instead.
 
         Returns:
             False if ``timeout`` passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while self._running or self._queue:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._drained.wait(remaining)
-            first = not self._joined
-            self._joined = True
+        if finish_maps:
+            with self._lock:
+                self._cut_maps = True
+                self._drained.notify_all()  # a closer thread may be waiting for the maps
+        while True:
+            with self._lock:
+                maps = list(self._maps) if self._cut_maps else []
+                if not maps:
+                    if not self._busy():
+                        first = not self._joined
+                        self._joined = True
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    if self._maps:  # a map dropped without close() ends silently
+                        remaining = MAP_LOOK if remaining is None else min(remaining, MAP_LOOK)
+                    self._drained.wait(remaining)
+                    continue
+            for it in maps:
+                it.finish_input()
         if not first:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             return self._stopped.wait(remaining)
         try:
             if self._state != TERMINATED:
-                self.backend.close()
+                self._close_backend()
                 self.backend.join()
         finally:
             self._stop_deadlines()
@@ -728,7 +799,13 @@ class ResultIterator(Generic[T]):
         self._input_error: BaseException | None = None
         self._closed = False
         self._timeout_error = timeout_error
-        self._refill()  # the first window starts now, as with concurrent.futures
+        self._known_length = length is not None
+        #: Guards the input and the chunks in flight: join() may finish the
+        #: input from another thread while the consumer iterates.
+        self._lock = threading.RLock()
+        engine.map_started(self)
+        with self._lock:
+            self._refill()  # the first window starts now, as with concurrent.futures
 
     def __iter__(self) -> Iterator[T]:
         """Iterate at C speed: whole runs of results go out without a Python call each.
@@ -770,28 +847,33 @@ class ResultIterator(Generic[T]):
                 if ok:
                     return value  # type: ignore[no-any-return]
                 raise value
-            if self._closed:
-                raise StopIteration
-            self._refill()
-            if not self._outstanding:
-                self._closed = True
-                if self._input_error is not None:
-                    error, self._input_error = self._input_error, None
-                    raise error
-                raise StopIteration
-            if self._ordered:
-                head = next(iter(self._outstanding))
-                while head not in self._arrived:
-                    self._wait(deadline)
-                chunk = self._outstanding.pop(head)
-                outcome = self._arrived.pop(head)
+            with self._lock:
+                if self._closed:
+                    raise StopIteration
+                self._refill()
+                if not self._outstanding:
+                    self._closed = True
+                    if self._input_error is not None:
+                        error, self._input_error = self._input_error, None
+                        raise error
+                    raise StopIteration
+                taken = self._take_next()
+            if taken is None:
+                self._wait(deadline)
             else:
-                while not self._arrived:
-                    self._wait(deadline)
-                key = next(iter(self._arrived))
-                chunk = self._outstanding.pop(key)
-                outcome = self._arrived.pop(key)
-            self._expand(chunk, outcome)
+                self._expand(*taken)
+
+    def _take_next(self) -> tuple[Chunk, _Outcome] | None:
+        """The next chunk's outcome if it has arrived (under the lock)."""
+        if self._ordered:
+            key = next(iter(self._outstanding))
+            if key not in self._arrived:
+                return None
+        elif self._arrived:
+            key = next(iter(self._arrived))
+        else:
+            return None
+        return self._outstanding.pop(key), self._arrived.pop(key)
 
     def runs(self, deadline: float | None) -> Iterator[Iterable[T]]:
         """Runs of consecutive results, for ``itertools.chain.from_iterable``.
@@ -846,14 +928,15 @@ class ResultIterator(Generic[T]):
             raise
         except queue.Empty:
             raise self._timeout_error("the next result did not arrive in time") from None
-        self._arrive(chunk, outcome)
-        while True:
-            try:
-                chunk, outcome = self._done.get_nowait()
-            except queue.Empty:
-                break
+        with self._lock:
             self._arrive(chunk, outcome)
-        self._refill()
+            while True:
+                try:
+                    chunk, outcome = self._done.get_nowait()
+                except queue.Empty:
+                    break
+                self._arrive(chunk, outcome)
+            self._refill()
 
     def _arrive(self, chunk: Chunk, outcome: _Outcome) -> None:
         if chunk.id in self._outstanding:
@@ -870,9 +953,11 @@ class ResultIterator(Generic[T]):
     ) -> None:
         self._done.put((chunk, (values, errors, failure)))
 
-    def _refill(self) -> None:
+    def _refill(self, limit: float | None = None) -> None:
+        """Queue chunks while fewer than ``limit`` (the window) are in flight (under the lock)."""
         engine = self._engine
-        while not self._exhausted and not self._closed and len(self._outstanding) < engine.window:
+        window = engine.window if limit is None else limit
+        while not self._exhausted and not self._closed and len(self._outstanding) < window:
             batch: list[Any] = []
             try:
                 batch.extend(itertools.islice(self._it, self._sizer.size))
@@ -881,7 +966,7 @@ class ResultIterator(Generic[T]):
                 self._exhausted = True
             if not batch:
                 self._exhausted = True
-                return
+                break
             first = self._position
             self._position += len(batch)
             label = f"items {first}-{self._position - 1} of {self._name}"
@@ -898,20 +983,50 @@ class ResultIterator(Generic[T]):
                 self._arrived[chunk.id] = (None, {}, exc)
                 continue
             self._outstanding[chunk.id] = chunk
-            engine.enqueue((chunk,))
+            engine.enqueue((chunk,), admitted=True)
+        if self._exhausted:
+            engine.map_ended(self)
+
+    def finish_input(self) -> None:
+        """The engine is being joined: queue the rest of the input, or cut it.
+
+        An input of known length is read to its end and all of it queued
+        (its results wait here, as ``multiprocessing.Pool`` keeps them). One of
+        unknown length may be endless: it is cut here, and the map raises
+        :class:`ClosedError` once the results before the cut are out.
+        """
+        with self._lock:
+            if self._known_length:
+                self._refill(limit=math.inf)
+            elif not (self._exhausted or self._closed):
+                self._exhausted = True
+                self._input_error = ClosedError(
+                    f"the {self._engine.owner} was joined (or shut down) before {self._name} "
+                    "had read all of its input, whose length is unknown; it stops after item "
+                    f"{self._position - 1}: use the results before join()/shutdown(), or "
+                    "pass a list"
+                )
+        self._engine.map_ended(self)  # whatever happened, it queues nothing more
 
     def close(self) -> None:
         """Stop: drop the chunks that have not started; ignore the rest."""
-        if self._closed:
-            return
-        self._closed = True
-        self._fast = iter(())
-        self._buffer.clear()
-        for chunk in self._outstanding.values():
-            chunk.future.cancel()
-        self._outstanding.clear()
-        self._arrived.clear()
+        self._close()
+        self._engine.map_ended(self)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._fast = iter(())
+            self._buffer.clear()
+            for chunk in self._outstanding.values():
+                chunk.future.cancel()
+            self._outstanding.clear()
+            self._arrived.clear()
 
     def __del__(self) -> None:
-        if hasattr(self, "_outstanding"):  # __init__ may have failed half-way
-            self.close()
+        if hasattr(self, "_lock"):  # __init__ may have failed half-way
+            # Not close(): the collector may run while this thread holds the
+            # engine's lock; the engine's (weak) set of maps forgets it by itself.
+            self._close()

@@ -274,7 +274,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             wait: Block until all work has finished and the workers have exited.
             cancel_futures: Cancel the tasks that have not started.
         """
-        self._engine.close(cancel_pending=cancel_futures)
+        self._engine.close(cancel_pending=cancel_futures, background=not wait)
         if wait:
             self._engine.join()
 
