@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import threading
 import time
@@ -258,3 +259,17 @@ def test_join_cuts_a_map_of_unknown_length_with_a_clear_error(backend: str) -> N
         got.extend(results)
     assert got == list(range(1, len(got) + 1))
     assert got  # the first window had been queued
+
+
+def test_terminate_ends_the_wait_for_a_lazy_map_after_close(backend: str) -> None:
+    pool = Pool(2)
+    results = pool.imap(inc, _numbers(10**9), chunksize=5)
+    assert next(results) == 1
+    pool.close()  # a closer thread now waits for the map to be used up
+    pool.terminate()  # the map can no longer run: nothing may wait for it
+    deadline = time.monotonic() + 10
+    while any(t.name == "parallelkit-closer" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the closer thread still waits for the map"
+        time.sleep(0.05)
+    with pytest.raises((ClosedError, concurrent.futures.CancelledError)):
+        list(results)

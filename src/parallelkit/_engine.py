@@ -231,7 +231,7 @@ class Engine:
             BrokenExecutorError: The workers cannot start.
         """
         with self._lock:
-            if not (admitted and self._state == CLOSING and self._broken is None):
+            if not (admitted and self._state == CLOSING and not self._backend_closed):
                 self._check_open()
             self._queue.extend(chunks)
         self._pump()
@@ -589,7 +589,8 @@ class Engine:
                 self._drained.notify_all()
 
     def _busy(self) -> bool:
-        return bool(self._running or self._queue or self._maps)
+        """Work left to wait for: lazy maps count only while closing (not once stopped)."""
+        return bool(self._running or self._queue or (self._maps and self._state == CLOSING))
 
     def join(self, timeout: float | None = None, *, finish_maps: bool = True) -> bool:
         """Wait for queued and running work, then for the workers to exit.
@@ -614,7 +615,7 @@ class Engine:
                 self._drained.notify_all()  # a closer thread may be waiting for the maps
         while True:
             with self._lock:
-                maps = list(self._maps) if self._cut_maps else []
+                maps = list(self._maps) if self._cut_maps and self._state == CLOSING else []
                 if not maps:
                     if not self._busy():
                         first = not self._joined
@@ -623,7 +624,7 @@ class Engine:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    if self._maps:  # a map dropped without close() ends silently
+                    if self._maps and self._state == CLOSING:  # a dropped map ends silently
                         remaining = MAP_LOOK if remaining is None else min(remaining, MAP_LOOK)
                     self._drained.wait(remaining)
                     continue
@@ -997,7 +998,11 @@ class ResultIterator(Generic[T]):
         """
         with self._lock:
             if self._known_length:
-                self._refill(limit=math.inf)
+                try:
+                    self._refill(limit=math.inf)
+                except (ClosedError, BrokenExecutorError) as exc:  # stopped meanwhile
+                    self._exhausted = True
+                    self._input_error = exc
             elif not (self._exhausted or self._closed):
                 self._exhausted = True
                 self._input_error = ClosedError(
