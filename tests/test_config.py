@@ -233,6 +233,13 @@ def test_unparsable_config_file(tmp_path: Path) -> None:
         current_settings()
 
 
+def test_a_project_file_that_does_not_mention_parallelkit_is_not_parsed(tmp_path: Path) -> None:
+    # Not ours to judge (and parsing it cost the first executor of a program
+    # a few milliseconds): a pyproject.toml without [tool.parallelkit] is skipped.
+    write_pyproject(tmp_path, '[project]\nname = = "broken"\n')
+    assert current_settings().backend == "process"
+
+
 def test_bad_value_in_context_names_the_context() -> None:
     with (
         pytest.raises(ConfigError, match=r"'x' from parallelkit.config\(backend=...\)"),

@@ -224,6 +224,10 @@ def _file_values() -> tuple[dict[str, object], str]:
     path, explicit = found
     key = (str(path), path.stat().st_mtime)
     cached = _file_cache.get(key)
+    if cached is None and not explicit and b"parallelkit" not in path.read_bytes():
+        cached = {}  # a project file that does not mention us: no need to parse it
+        _file_cache.clear()
+        _file_cache[key] = cached
     if cached is None:
         document = _parse_toml(path, explicit)
         tool = document.get("tool")
