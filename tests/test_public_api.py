@@ -147,5 +147,6 @@ def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> 
         "parallelkit._channels",
         "parallelkit._config",
         "parallelkit._engine",
+        "parallelkit._results",
         "cloudpickle",
     }, sorted(loaded)

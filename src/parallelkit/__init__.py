@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ._config import config as config
     from ._config import current_settings as current_settings
     from ._config import default_workers as default_workers
-    from ._engine import ResultIterator as ResultIterator
     from ._errors import BrokenExecutorError as BrokenExecutorError
     from ._errors import ClosedChannelError as ClosedChannelError
     from ._errors import ClosedError as ClosedError
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from ._executor import Executor as Executor
     from ._pool import AsyncResult as AsyncResult
     from ._pool import Pool as Pool
+    from ._results import ResultIterator as ResultIterator
     from ._spawn import Spawned as Spawned
     from ._spawn import spawn as spawn
     from ._timed import Timed as Timed
@@ -110,7 +110,7 @@ _HOME: dict[str, str] = {
     "config": "._config",
     "current_settings": "._config",
     "default_workers": "._config",
-    "ResultIterator": "._engine",
+    "ResultIterator": "._results",
     "BrokenExecutorError": "._errors",
     "ClosedChannelError": "._errors",
     "ClosedError": "._errors",

@@ -1,9 +1,9 @@
-"""The one engine under both faces: chunks, dispatch, ordering, timeouts, errors.
+"""The one engine under both faces: chunks, dispatch, timeouts, errors, shutdown.
 
 ::
 
     Executor / Pool (caller's thread)
-        │ submit / iterate / map_all: build Chunks (items pickled here, so a bad
+        │ submit / lazy maps / map_all: build Chunks (items pickled here, so a bad
         │ item fails in the caller), enqueue
         ▼
     Engine._queue ──_pump()──▶ backend.send(chunk)   at most ``window`` running
@@ -15,10 +15,12 @@
         │    hooks.started(id, pid) ──▶ Deadlines thread (task_timeout) ──▶ fail + abort
         └─── hooks.complete / fail ──▶ _finish(): first outcome wins, chunk.on_done()
                                             │
-              Future.set_result / ResultIterator's queue / map_all's list ◀┘
+              Future.set_result / a lazy map's queue / map_all's list ◀┘
 
-Every behaviour the two faces share lives here once: lazy bounded iteration,
-automatic chunk size, ordering, per-task timeouts, cancellation, shutdown.
+Every behaviour the two faces share lives here once: dispatch within a
+window, automatic chunk size, per-task timeouts, cancellation, shutdown.
+Lazy maps (reading the input as results are consumed, ordering them) are
+built on it in :mod:`._results`.
 """
 
 from __future__ import annotations
@@ -26,26 +28,23 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
-import math
-import queue
 import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
-from typing import Any, Final, Generic, TypeVar, final
+from typing import Any, Final, Protocol, TypeVar, final
 
 from ._backends._base import Backend, BackendOptions, Chunk
 from ._backends._registry import load_backend
 from ._chunking import ChunkSizer
 from ._config import Settings
 from ._errors import BrokenExecutorError, ClosedError, TaskTimeoutError
-from ._signals import sigterm_interrupts
 from ._worker import CALL
 
-__all__ = ("Engine", "ResultIterator", "describe")
+__all__ = ("Engine", "LazyMap", "check_timeout", "describe")
 
 T = TypeVar("T")
 
@@ -126,6 +125,13 @@ class _Deadlines:
             self._on_expire(chunk)
 
 
+class LazyMap(Protocol):
+    """What the engine needs of a lazy map (:class:`~._results.ResultIterator`)."""
+
+    def finish_input(self) -> None:
+        """Queue the rest of the input now, or cut it (the engine is being joined)."""
+
+
 @final
 class Engine:
     """Runs chunks on one backend; shared by :class:`Executor` and :class:`Pool`.
@@ -159,8 +165,8 @@ class Engine:
         self._stopped = threading.Event()
         self._stoppers: dict[Future[Any], list[Chunk]] = {}
         #: Lazy maps made while the engine was open whose input is not used up:
-        #: they may still queue chunks after close() (see ResultIterator).
-        self._maps: weakref.WeakSet[ResultIterator[Any]] = weakref.WeakSet()
+        #: they may still queue chunks after close() (see _results.ResultIterator).
+        self._maps: weakref.WeakSet[LazyMap] = weakref.WeakSet()
         self._cut_maps = False  # an explicit join() asked to finish them now
         self._backend_closed = False
         #: Whether the owner called close/shutdown/terminate (no leak warning then).
@@ -177,6 +183,11 @@ class Engine:
     def state(self) -> str:
         """``running``, ``closing``, ``closed``, ``terminated`` or ``broken``."""
         return self._state
+
+    def check_open(self) -> None:
+        """Raise unless new work is accepted (see :meth:`_check_open`)."""
+        with self._lock:
+            self._check_open()
 
     def _check_open(self) -> None:
         if self._broken is not None:
@@ -403,7 +414,7 @@ class Engine:
             label,
             [(args, kwargs)],
             CALL,
-            self._timeout(timeout),
+            self.resolve_timeout(timeout),
             _resolve_single,
             future,
         )
@@ -411,35 +422,9 @@ class Engine:
         self.enqueue((chunk,))
         return future
 
-    def _timeout(self, timeout: float | None) -> float | None:
+    def resolve_timeout(self, timeout: float | None) -> float | None:
+        """A call's own ``task_timeout``, or the engine's when it gave none."""
         return self.task_timeout if timeout is None else check_timeout(timeout)
-
-    def iterate(
-        self,
-        fn: Callable[..., Any],
-        iterable: Iterable[Any],
-        mode: int,
-        *,
-        chunksize: int | None,
-        ordered: bool,
-        timeout: float | None,
-        kind: str,
-        timeout_error: type[BaseException] = TimeoutError,
-    ) -> ResultIterator[Any]:
-        """Map lazily with a bounded number of chunks in flight."""
-        with self._lock:
-            self._check_open()
-        return ResultIterator(
-            self,
-            fn,
-            iterable,
-            mode,
-            chunksize,
-            ordered,
-            self._timeout(timeout),
-            kind,
-            timeout_error,
-        )
 
     def map_all(
         self,
@@ -454,7 +439,7 @@ class Engine:
         """Map a materialized list; the Future resolves to every result, or the first error."""
         with self._lock:
             self._check_open()
-        limit = self._timeout(timeout)
+        limit = self.resolve_timeout(timeout)
         if limit is not None and chunksize is None:
             chunksize = 1  # a time limit is per task: keep tasks apart
         sizer = ChunkSizer(chunksize, len(items), self.backend.workers)
@@ -576,12 +561,12 @@ class Engine:
             self._backend_closed = True
         self.backend.close()
 
-    def map_started(self, it: ResultIterator[Any]) -> None:
+    def map_started(self, it: LazyMap) -> None:
         """Remember a lazy map, which may queue chunks until its input is used up."""
         with self._lock:
             self._maps.add(it)
 
-    def map_ended(self, it: ResultIterator[Any]) -> None:
+    def map_ended(self, it: LazyMap) -> None:
         """A lazy map has used up its input, or was closed: stop waiting for it."""
         with self._lock:
             self._maps.discard(it)
@@ -747,291 +732,3 @@ class _Gather:
         self.result.set_exception(failure)
         for other in chunks:
             other.future.cancel()
-
-
-_Outcome = tuple[list[Any] | None, dict[int, BaseException], BaseException | None]
-
-
-@final
-class ResultIterator(Generic[T]):
-    """Results of a lazy map, in order or as they finish.
-
-    Reads its input only as chunks are needed (at most ``window`` chunks are
-    outstanding), so endless inputs work and memory stays flat. Unlike a
-    generator it may be advanced again after it raised a task's exception,
-    as ``multiprocessing.Pool.imap``'s iterator can.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        fn: Callable[..., Any],
-        iterable: Iterable[Any],
-        mode: int,
-        chunksize: int | None,
-        ordered: bool,
-        timeout: float | None,
-        kind: str,
-        timeout_error: type[BaseException] = TimeoutError,
-    ) -> None:
-        length: int | None
-        try:
-            length = len(iterable)  # type: ignore[arg-type]
-        except TypeError:
-            length = None
-        if timeout is not None and chunksize is None:
-            chunksize = 1  # a time limit is per task: keep tasks apart
-        self._sizer = ChunkSizer(chunksize, length, engine.backend.workers)
-        self._engine = engine
-        self._fn = engine.backend.prepare_fn(fn)
-        self._name = f"{kind}(fn={describe(fn)})"
-        self._it = iter(iterable)
-        self._mode = mode
-        self._ordered = ordered
-        self._timeout = timeout
-        self._done: queue.SimpleQueue[tuple[Chunk, _Outcome]] = queue.SimpleQueue()
-        self._outstanding: dict[int, Chunk] = {}
-        self._arrived: dict[int, _Outcome] = {}
-        self._buffer: deque[tuple[bool, Any]] = deque()
-        #: What is left of a chunk that ran without errors, handed out as it is.
-        self._fast: Iterator[Any] = iter(())
-        self._position = 0
-        self._exhausted = False
-        self._input_error: BaseException | None = None
-        self._closed = False
-        self._timeout_error = timeout_error
-        self._known_length = length is not None
-        #: Guards the input and the chunks in flight: join() may finish the
-        #: input from another thread while the consumer iterates.
-        self._lock = threading.RLock()
-        engine.map_started(self)
-        with self._lock:
-            self._refill()  # the first window starts now, as with concurrent.futures
-
-    def __iter__(self) -> Iterator[T]:
-        """Iterate at C speed: whole runs of results go out without a Python call each.
-
-        ``next(it)`` and ``it.next(timeout)`` keep working between loops, and a
-        loop may be started again after it raised a task's exception.
-        """
-        return itertools.chain.from_iterable(self._runs(None))
-
-    def __next__(self) -> T:
-        for value in self._fast:  # the common case: no further Python call
-            return value  # type: ignore[no-any-return]
-        return self.next()
-
-    def next(self, timeout: float | None = None) -> T:
-        """Return the next result, waiting at most ``timeout`` seconds.
-
-        Args:
-            timeout: Seconds to wait; None waits as long as it takes.
-
-        Returns:
-            The next result.
-
-        Raises:
-            TimeoutError: ``timeout`` passed first (the iterator stays usable);
-                ``multiprocessing.TimeoutError`` for iterators of :class:`Pool`.
-            StopIteration: No results are left.
-            Exception: The task's own exception, when its result is reached.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return self._next(deadline)
-
-    def _next(self, deadline: float | None) -> T:
-        while True:
-            for value in self._fast:
-                return value  # type: ignore[no-any-return]
-            if self._buffer:
-                ok, value = self._buffer.popleft()
-                if ok:
-                    return value  # type: ignore[no-any-return]
-                raise value
-            with self._lock:
-                if self._closed:
-                    raise StopIteration
-                self._refill()
-                if not self._outstanding:
-                    self._closed = True
-                    if self._input_error is not None:
-                        error, self._input_error = self._input_error, None
-                        raise error
-                    raise StopIteration
-                taken = self._take_next()
-            if taken is None:
-                self._wait(deadline)
-            else:
-                self._expand(*taken)
-
-    def _take_next(self) -> tuple[Chunk, _Outcome] | None:
-        """The next chunk's outcome if it has arrived (under the lock)."""
-        if self._ordered:
-            key = next(iter(self._outstanding))
-            if key not in self._arrived:
-                return None
-        elif self._arrived:
-            key = next(iter(self._arrived))
-        else:
-            return None
-        return self._outstanding.pop(key), self._arrived.pop(key)
-
-    def runs(self, deadline: float | None) -> Iterator[Iterable[T]]:
-        """Runs of consecutive results, for ``itertools.chain.from_iterable``.
-
-        What is left of a chunk without errors goes out as one iterator, so
-        the chain reads each result at C speed; other results go out one by
-        one, and the first error is raised, which ends the runs. The iterator
-        is closed when this generator ends or is discarded.
-
-        Args:
-            deadline: ``time.monotonic()`` by which every result must be there.
-
-        Yields:
-            Iterables of results, in order.
-        """
-        try:
-            yield from self._runs(deadline)
-        finally:
-            self.close()
-
-    def _runs(self, deadline: float | None) -> Iterator[Iterable[T]]:
-        while True:
-            yield self._fast
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                value = self.next(remaining)
-            except StopIteration:
-                return
-            yield (value,)
-
-    def _expand(self, chunk: Chunk, outcome: _Outcome) -> None:
-        values, errors, failure = outcome
-        if failure is not None:
-            self._buffer.extend((False, failure) for _ in range(chunk.count))
-        elif not errors:
-            assert values is not None
-            self._fast = iter(values)
-        else:
-            assert values is not None
-            self._buffer.extend(
-                (False, errors[i]) if i in errors else (True, v) for i, v in enumerate(values)
-            )
-
-    def _wait(self, deadline: float | None) -> None:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            with sigterm_interrupts():
-                chunk, outcome = self._done.get(timeout=remaining)
-        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) while waiting: stop this map
-            self._engine.stop(list(self._outstanding.values()), "interrupted")
-            self.close()
-            raise
-        except queue.Empty:
-            raise self._timeout_error("the next result did not arrive in time") from None
-        with self._lock:
-            self._arrive(chunk, outcome)
-            while True:
-                try:
-                    chunk, outcome = self._done.get_nowait()
-                except queue.Empty:
-                    break
-                self._arrive(chunk, outcome)
-            self._refill()
-
-    def _arrive(self, chunk: Chunk, outcome: _Outcome) -> None:
-        if chunk.id in self._outstanding:
-            self._arrived[chunk.id] = outcome
-            if outcome[2] is None:
-                self._sizer.observe(chunk.count, chunk.elapsed)
-
-    def _on_done(
-        self,
-        chunk: Chunk,
-        values: list[Any] | None,
-        errors: dict[int, BaseException],
-        failure: BaseException | None,
-    ) -> None:
-        self._done.put((chunk, (values, errors, failure)))
-
-    def _refill(self, limit: float | None = None) -> None:
-        """Queue chunks while fewer than ``limit`` (the window) are in flight (under the lock)."""
-        engine = self._engine
-        window = engine.window if limit is None else limit
-        while not self._exhausted and not self._closed and len(self._outstanding) < window:
-            batch: list[Any] = []
-            try:
-                batch.extend(itertools.islice(self._it, self._sizer.size))
-            except Exception as exc:  # raised once the results before it are out
-                self._input_error = exc
-                self._exhausted = True
-            if not batch:
-                self._exhausted = True
-                break
-            first = self._position
-            self._position += len(batch)
-            label = f"items {first}-{self._position - 1} of {self._name}"
-            try:
-                chunk = engine.chunk(
-                    self._fn, label, batch, self._mode, self._timeout, self._on_done
-                )
-            except Exception as exc:
-                chunk = Chunk(
-                    0, None, label, None, len(batch), self._mode, None, Future(), self._on_done
-                )
-                chunk.id = -first - 1
-                self._outstanding[chunk.id] = chunk
-                self._arrived[chunk.id] = (None, {}, exc)
-                continue
-            self._outstanding[chunk.id] = chunk
-            engine.enqueue((chunk,), admitted=True)
-        if self._exhausted:
-            engine.map_ended(self)
-
-    def finish_input(self) -> None:
-        """The engine is being joined: queue the rest of the input, or cut it.
-
-        An input of known length is read to its end and all of it queued
-        (its results wait here, as ``multiprocessing.Pool`` keeps them). One of
-        unknown length may be endless: it is cut here, and the map raises
-        :class:`ClosedError` once the results before the cut are out.
-        """
-        with self._lock:
-            if self._known_length:
-                try:
-                    self._refill(limit=math.inf)
-                except (ClosedError, BrokenExecutorError) as exc:  # stopped meanwhile
-                    self._exhausted = True
-                    self._input_error = exc
-            elif not (self._exhausted or self._closed):
-                self._exhausted = True
-                self._input_error = ClosedError(
-                    f"the {self._engine.owner} was joined (or shut down) before {self._name} "
-                    "had read all of its input, whose length is unknown; it stops after item "
-                    f"{self._position - 1}: use the results before join()/shutdown(), or "
-                    "pass a list"
-                )
-        self._engine.map_ended(self)  # whatever happened, it queues nothing more
-
-    def close(self) -> None:
-        """Stop: drop the chunks that have not started; ignore the rest."""
-        self._close()
-        self._engine.map_ended(self)
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._fast = iter(())
-            self._buffer.clear()
-            for chunk in self._outstanding.values():
-                chunk.future.cancel()
-            self._outstanding.clear()
-            self._arrived.clear()
-
-    def __del__(self) -> None:
-        if hasattr(self, "_lock"):  # __init__ may have failed half-way
-            # Not close(): the collector may run while this thread holds the
-            # engine's lock; the engine's (weak) set of maps forgets it by itself.
-            self._close()

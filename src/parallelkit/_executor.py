@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, final
 
-from ._engine import ResultIterator
 from ._owner import EngineOwner
+from ._results import ResultIterator, lazy_map
 from ._timed import unwrap
 from ._worker import MAP, STAR
 
@@ -147,7 +147,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         else:
             source = zip(*iterables)  # noqa: B905 - shortest wins, as with map()
             mode = STAR
-        results: ResultIterator[T] = self._engine.iterate(
+        results: ResultIterator[T] = lazy_map(
+            self._engine,
             fn_,
             source,
             mode,
@@ -182,8 +183,15 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             An iterator over the results, in input order.
         """
         fn_, limit = unwrap(fn, task_timeout)
-        return self._engine.iterate(
-            fn_, iterable, MAP, chunksize=chunksize, ordered=True, timeout=limit, kind="imap"
+        return lazy_map(
+            self._engine,
+            fn_,
+            iterable,
+            MAP,
+            chunksize=chunksize,
+            ordered=True,
+            timeout=limit,
+            kind="imap",
         )
 
     def imap_unordered(
@@ -206,7 +214,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             An iterator over the results, in completion order.
         """
         fn_, limit = unwrap(fn, task_timeout)
-        return self._engine.iterate(
+        return lazy_map(
+            self._engine,
             fn_,
             iterable,
             MAP,
@@ -236,8 +245,15 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             An iterator over the results, in input order.
         """
         fn_, limit = unwrap(fn, task_timeout)
-        return self._engine.iterate(
-            fn_, iterable, STAR, chunksize=chunksize, ordered=True, timeout=limit, kind="starmap"
+        return lazy_map(
+            self._engine,
+            fn_,
+            iterable,
+            STAR,
+            chunksize=chunksize,
+            ordered=True,
+            timeout=limit,
+            kind="starmap",
         )
 
     def cancel(self, future: concurrent.futures.Future[Any], *, kill: bool = False) -> bool:

@@ -9,9 +9,10 @@ from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
-from ._engine import Engine, ResultIterator
+from ._engine import Engine
 from ._errors import ClosedError
 from ._owner import EngineOwner
+from ._results import ResultIterator, lazy_map
 from ._signals import sigterm_interrupts
 from ._timed import unwrap
 from ._worker import MAP, STAR
@@ -307,7 +308,8 @@ class Pool(EngineOwner):
         ``next(timeout)`` raises ``multiprocessing.TimeoutError``.
         """
         fn, limit = unwrap(func, task_timeout)
-        return self._engine.iterate(
+        return lazy_map(
+            self._engine,
             fn,
             iterable,
             MAP,
@@ -328,7 +330,8 @@ class Pool(EngineOwner):
     ) -> ResultIterator[T]:
         """Like :meth:`imap`, but results come as they finish."""
         fn, limit = unwrap(func, task_timeout)
-        return self._engine.iterate(
+        return lazy_map(
+            self._engine,
             fn,
             iterable,
             MAP,
