@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import multiprocessing.connection
 import os
 import signal
 import subprocess
@@ -114,9 +115,15 @@ def test_worker_killed_while_idle_does_not_block_the_pool() -> None:
         assert ex.submit(inc, 1).result(10) == 2
         time.sleep(0.3)  # the worker now waits for a task, holding the queue's lock
         pool = ex._engine.backend._pool  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-        for proc in _mp_private.workers(pool):  # pyright: ignore[reportUnknownArgumentType]
+        procs = _mp_private.workers(pool)  # pyright: ignore[reportUnknownArgumentType]
+        for proc in procs:
             assert proc.pid is not None
             os.kill(proc.pid, signal.SIGKILL)
+        # Dead before the next task is written: a worker that the signal has
+        # not stopped yet may still take that task's header from the pipe, and
+        # the task then fails as taken by a dead worker (the test below).
+        for proc in procs:
+            assert multiprocessing.connection.wait([proc.sentinel], timeout=10)
         start = time.monotonic()
         assert ex.submit(inc, 2).result(10) == 3
         assert list(ex.map(inc, range(5))) == [1, 2, 3, 4, 5]

@@ -77,3 +77,32 @@ def test_the_record_names_a_dead_reader_and_the_task_it_took(channel: TaskChanne
     assert channel.holder() == (0, 0)
     channel.put((8, "after"))
     assert channel.get() == (8, "after")  # the rest of task 7 is skipped
+
+
+@pytest.mark.parametrize("read_size", [7, 50, 1 << 16])
+def test_the_watcher_reads_every_ack_whatever_its_reads_cut(
+    monkeypatch: pytest.MonkeyPatch, read_size: int
+) -> None:
+    # The watcher takes acks from their pipe in large reads and splits them
+    # itself; a read that ends inside an ack must keep its start for the next.
+    import types
+
+    from parallelkit import _worker
+    from parallelkit._backends import _process
+
+    monkeypatch.setattr(_process, "ACK_READ", read_size)
+    reader, writer = multiprocessing.get_context("spawn").Pipe(duplex=False)
+    seen: list[bytes] = []
+    watcher = types.SimpleNamespace(_ack_reader=reader, _ack_rest=b"", _on_ack=seen.append)
+    sent = [_worker.ACK_STARTED + _worker.ACK_FORMAT.pack(1234, i) for i in range(2000)]
+    sent.insert(1000, b"W")  # messages of other lengths go through too
+    try:
+        for message in sent:
+            writer.send_bytes(message)
+        while reader.poll():
+            _process.Backend._read_acks(watcher)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+        assert seen == sent
+        assert watcher._ack_rest == b""  # pyright: ignore[reportPrivateUsage]
+    finally:
+        reader.close()
+        writer.close()

@@ -36,6 +36,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -61,6 +62,9 @@ __all__ = ("Backend",)
 CRASH_GRACE: Final = 0.25
 #: Longest sleep of the watcher between looks at the pool's worker list.
 POLL: Final = 0.05
+#: Most bytes of acks the watcher takes from the pipe at once.
+ACK_READ: Final = 1 << 16
+_ACK_LENGTH: Final = struct.Struct("!i")
 #: After a worker died: how long a queue lock may stay held with no live holder
 #: recorded before it is released on the dead worker's behalf.
 STALL: Final = 0.5
@@ -100,6 +104,7 @@ class Backend:
             # What a worker runs: the task channel, which loads the worker module.
             _mp_private.preload_in_forkserver(TaskChannel.__module__)
         self._ack_reader, self._ack_writer = context.Pipe(duplex=False)
+        self._ack_rest = b""  # the start of an ack whose rest has not come yet
         self._ending = threading.Lock()
         self._ended = False
         init_blob = dumps_function(options.initializer) if options.initializer else None
@@ -255,8 +260,8 @@ class Backend:
             waitables: list[Any] = [reader, *(p.sentinel for p in self._procs.values())]
             try:
                 ready = set(wait(waitables, timeout=POLL))
-                while reader.poll():
-                    self._on_ack(reader.recv_bytes())
+                if reader in ready:
+                    self._read_acks()
             except (OSError, EOFError, ValueError):
                 if self._stop.is_set():
                     return
@@ -267,6 +272,32 @@ class Backend:
                 self._check_task_channel()
             if self._deaths:
                 self._check_result_channel()
+
+    def _read_acks(self) -> None:
+        """Take every ack waiting in the pipe with one read, and act on each.
+
+        Acks are ``Connection.send_bytes`` messages (a 4-byte length, then the
+        body) written in one system call each, below the pipe's atomic size,
+        so what one read returns is whole messages, save maybe the last.
+        """
+        while True:
+            data = os.read(self._ack_reader.fileno(), ACK_READ)
+            if not data:
+                raise EOFError("the ack pipe was closed")
+            buffer = self._ack_rest + data
+            start = 0
+            while len(buffer) - start >= _ACK_LENGTH.size:
+                (size,) = _ACK_LENGTH.unpack_from(buffer, start)
+                end = start + _ACK_LENGTH.size + size
+                if size < 0 or end > len(buffer):
+                    break
+                self._on_ack(buffer[start + _ACK_LENGTH.size : end])
+                start = end
+            self._ack_rest = buffer[start:]
+            # A full read may have left more behind: every ack must be seen
+            # before the deaths of this round are judged.
+            if len(data) < ACK_READ or not self._ack_reader.poll():
+                return
 
     def _on_ack(self, message: bytes) -> None:
         kind, body = message[:1], message[1:]
