@@ -224,37 +224,44 @@ def _file_values() -> tuple[dict[str, object], str]:
     path, explicit = found
     key = (str(path), path.stat().st_mtime)
     cached = _file_cache.get(key)
-    if cached is None and not explicit and b"parallelkit" not in path.read_bytes():
-        cached = {}  # a project file that does not mention us: no need to parse it
-        _file_cache.clear()
-        _file_cache[key] = cached
     if cached is None:
-        document = _parse_toml(path, explicit)
-        tool = document.get("tool")
-        table: object = None
-        if isinstance(tool, dict) and "parallelkit" in tool:
-            table = tool["parallelkit"]  # pyright: ignore[reportUnknownVariableType]
-        elif explicit:
-            table = document
-        if table is None:
-            table = {}
-        if not isinstance(table, dict):
-            raise ConfigError(f"[tool.parallelkit] in {path} must be a table")
-        entries = cast("Mapping[object, object]", table)
-        cached = {str(k): v for k, v in entries.items()}
-        for name in cached:
-            if name not in _KEYS:
-                raise ConfigError(
-                    f"unknown setting {name!r} in config file {path}; "
-                    f"expected one of {_choices(_KEYS)}"
-                )
+        cached = _read_settings(path, explicit)
         _file_cache.clear()
         _file_cache[key] = cached
     return cached, f"config file {path}"
 
 
-def _parse_toml(path: Path, explicit: bool) -> dict[str, object]:
+def _read_settings(path: Path, explicit: bool) -> dict[str, object]:
+    """Read the settings of a config file, checked against the known keys.
+
+    They are its ``[tool.parallelkit]`` table, or its top level when
+    PARALLELKIT_CONFIG names the file.
+    """
     data = path.read_bytes()
+    if not explicit and b"parallelkit" not in data:
+        return {}  # a project file that does not mention us: no need to parse it
+    document = _parse_toml(data, path, explicit)
+    tool = document.get("tool")
+    table: object = None
+    if isinstance(tool, dict) and "parallelkit" in tool:
+        table = tool["parallelkit"]  # pyright: ignore[reportUnknownVariableType]
+    elif explicit:
+        table = document
+    if table is None:
+        table = {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.parallelkit] in {path} must be a table")
+    entries = cast("Mapping[object, object]", table)
+    settings = {str(k): v for k, v in entries.items()}
+    for name in settings:
+        if name not in _KEYS:
+            raise ConfigError(
+                f"unknown setting {name!r} in config file {path}; expected one of {_choices(_KEYS)}"
+            )
+    return settings
+
+
+def _parse_toml(data: bytes, path: Path, explicit: bool) -> dict[str, object]:
     if sys.version_info >= (3, 11):
         import tomllib
 
