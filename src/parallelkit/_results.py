@@ -285,6 +285,7 @@ class ResultIterator(Generic[T]):
         """Queue chunks while fewer than ``limit`` (the window) are in flight (under the lock)."""
         engine = self._engine
         window = engine.window if limit is None else limit
+        exhausted = self._exhausted
         while not self._exhausted and not self._closed and len(self._outstanding) < window:
             batch: list[Any] = []
             try:
@@ -312,7 +313,7 @@ class ResultIterator(Generic[T]):
                 continue
             self._outstanding[chunk.id] = chunk
             engine.enqueue((chunk,), admitted=True)
-        if self._exhausted:
+        if self._exhausted and not exhausted:  # tell the engine once, as it happens
             engine.map_ended(self)
 
     def finish_input(self) -> None:
