@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, final
 
 from ._owner import EngineOwner
-from ._results import ResultIterator, lazy_map
+from ._results import ResultIterator
 from ._timed import unwrap
 from ._worker import MAP, STAR
 
@@ -147,7 +147,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         else:
             source = zip(*iterables)  # noqa: B905 - shortest wins, as with map()
             mode = STAR
-        results: ResultIterator[T] = lazy_map(
+        results: ResultIterator[T] = ResultIterator(
             self._engine,
             fn_,
             source,
@@ -183,7 +183,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             An iterator over the results, in input order.
         """
         fn_, limit = unwrap(fn, task_timeout)
-        return lazy_map(
+        return ResultIterator(
             self._engine,
             fn_,
             iterable,
@@ -214,7 +214,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             An iterator over the results, in completion order.
         """
         fn_, limit = unwrap(fn, task_timeout)
-        return lazy_map(
+        return ResultIterator(
             self._engine,
             fn_,
             iterable,
@@ -245,7 +245,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             An iterator over the results, in input order.
         """
         fn_, limit = unwrap(fn, task_timeout)
-        return lazy_map(
+        return ResultIterator(
             self._engine,
             fn_,
             iterable,

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, final
 from ._engine import Engine
 from ._errors import ClosedError
 from ._owner import EngineOwner
-from ._results import ResultIterator, lazy_map
+from ._results import ResultIterator
 from ._signals import sigterm_interrupts
 from ._timed import unwrap
 from ._worker import MAP, STAR
@@ -308,7 +308,7 @@ class Pool(EngineOwner):
         ``next(timeout)`` raises ``multiprocessing.TimeoutError``.
         """
         fn, limit = unwrap(func, task_timeout)
-        return lazy_map(
+        return ResultIterator(
             self._engine,
             fn,
             iterable,
@@ -330,7 +330,7 @@ class Pool(EngineOwner):
     ) -> ResultIterator[T]:
         """Like :meth:`imap`, but results come as they finish."""
         fn, limit = unwrap(func, task_timeout)
-        return lazy_map(
+        return ResultIterator(
             self._engine,
             fn,
             iterable,

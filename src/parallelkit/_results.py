@@ -39,41 +39,9 @@ from ._engine import Engine, describe
 from ._errors import BrokenExecutorError, ClosedError
 from ._signals import sigterm_interrupts
 
-__all__ = ("ResultIterator", "lazy_map")
+__all__ = ("ResultIterator",)
 
 T = TypeVar("T")
-
-
-def lazy_map(
-    engine: Engine,
-    fn: Callable[..., Any],
-    iterable: Iterable[Any],
-    mode: int,
-    *,
-    chunksize: int | None,
-    ordered: bool,
-    timeout: float | None,
-    kind: str,
-    timeout_error: type[BaseException] = TimeoutError,
-) -> ResultIterator[Any]:
-    """Map lazily on ``engine`` with a bounded number of chunks in flight.
-
-    Raises:
-        ClosedError: The engine no longer accepts work.
-        BrokenExecutorError: Its workers cannot run.
-    """
-    engine.check_open()
-    return ResultIterator(
-        engine,
-        fn,
-        iterable,
-        mode,
-        chunksize,
-        ordered,
-        engine.resolve_timeout(timeout),
-        f"{kind}(fn={describe(fn)})",
-        timeout_error,
-    )
 
 
 _Outcome = tuple[list[Any] | None, dict[int, BaseException], BaseException | None]
@@ -95,12 +63,21 @@ class ResultIterator(Generic[T]):
         fn: Callable[..., Any],
         iterable: Iterable[Any],
         mode: int,
+        *,
         chunksize: int | None,
         ordered: bool,
         timeout: float | None,
-        name: str,
+        kind: str,
         timeout_error: type[BaseException] = TimeoutError,
     ) -> None:
+        """Start a lazy map on ``engine``: its first window is queued now.
+
+        Raises:
+            ClosedError: The engine no longer accepts work.
+            BrokenExecutorError: Its workers cannot run.
+        """
+        engine.check_open()
+        timeout = engine.resolve_timeout(timeout)
         length: int | None
         try:
             length = len(iterable)  # type: ignore[arg-type]
@@ -111,7 +88,7 @@ class ResultIterator(Generic[T]):
         self._sizer = ChunkSizer(chunksize, length, engine.backend.workers)
         self._engine = engine
         self._fn = engine.backend.prepare_fn(fn)
-        self._name = name
+        self._name = f"{kind}(fn={describe(fn)})"
         self._it = iter(iterable)
         self._mode = mode
         self._ordered = ordered
