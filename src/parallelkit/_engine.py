@@ -573,9 +573,13 @@ class Engine:
             if not self._maps:
                 self._drained.notify_all()
 
+    def _waiting_maps(self) -> bool:
+        """Whether lazy maps may still queue work (only while closing, not once stopped)."""
+        return bool(self._maps) and self._state == CLOSING
+
     def _busy(self) -> bool:
-        """Work left to wait for: lazy maps count only while closing (not once stopped)."""
-        return bool(self._running or self._queue or (self._maps and self._state == CLOSING))
+        """Work left to wait for."""
+        return bool(self._running or self._queue) or self._waiting_maps()
 
     def join(self, timeout: float | None = None, *, finish_maps: bool = True) -> bool:
         """Wait for queued and running work, then for the workers to exit.
@@ -600,7 +604,7 @@ class Engine:
                 self._drained.notify_all()  # a closer thread may be waiting for the maps
         while True:
             with self._lock:
-                maps = list(self._maps) if self._cut_maps and self._state == CLOSING else []
+                maps = list(self._maps) if self._cut_maps and self._waiting_maps() else []
                 if not maps:
                     if not self._busy():
                         first = not self._joined
@@ -609,7 +613,7 @@ class Engine:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return False
-                    if self._maps and self._state == CLOSING:  # a dropped map ends silently
+                    if self._waiting_maps():  # a dropped map ends silently
                         remaining = MAP_LOOK if remaining is None else min(remaining, MAP_LOOK)
                     self._drained.wait(remaining)
                     continue
