@@ -25,6 +25,7 @@ import dataclasses
 import multiprocessing
 import os
 import re
+import stat
 import sys
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -198,31 +199,48 @@ def config(
 _file_cache: dict[tuple[str, float], dict[str, object]] = {}
 
 
-def _find_config_file() -> tuple[Path, bool] | None:
-    """Return (path, explicit) of the config file in force, or None."""
+def _find_config_file() -> tuple[Path, bool, float] | None:
+    """Return (path, explicit, modification time) of the config file in force, or None.
+
+    One ``stat`` per folder from the working directory up: this runs for
+    every executor and pool created.
+    """
     named = os.environ.get("PARALLELKIT_CONFIG")
     if named:
-        path = Path(named)
-        if not path.is_file():
+        found = _file_mtime(named)
+        if found is None:
             raise ConfigError(
                 f"PARALLELKIT_CONFIG names {named!r}, which is not a file; "
                 "point it at a TOML file or unset it"
             )
-        return path, True
-    here = Path.cwd()
-    for folder in (here, *here.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            return candidate, False
-    return None
+        return Path(named), True, found
+    folder = os.getcwd()
+    while True:
+        candidate = os.path.join(folder, "pyproject.toml")
+        found = _file_mtime(candidate)
+        if found is not None:
+            return Path(candidate), False, found
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _file_mtime(path: str) -> float | None:
+    """The modification time of a regular file, or None if ``path`` is not one."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_mtime if stat.S_ISREG(info.st_mode) else None
 
 
 def _file_values() -> tuple[dict[str, object], str]:
     found = _find_config_file()
     if found is None:
         return {}, ""
-    path, explicit = found
-    key = (str(path), path.stat().st_mtime)
+    path, explicit, mtime = found
+    key = (str(path), mtime)
     cached = _file_cache.get(key)
     if cached is None:
         cached = _read_settings(path, explicit)
