@@ -44,6 +44,14 @@ def test_inqueue_lock_is_a_lock() -> None:
         pool.join()
 
 
+def test_maintainer_alive_until_close_with_no_job_left() -> None:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert _mp_private.maintainer_alive(pool)
+        pool.close()
+        pool.join()
+        assert not _mp_private.maintainer_alive(pool)
+
+
 def test_a_pool_with_a_task_channel_runs_tasks_and_shuts_down() -> None:
     from parallelkit._backends._result_reader import ResultReader
     from parallelkit._backends._task_channel import TaskChannel

@@ -137,6 +137,27 @@ def test_close_then_join_waits_for_the_work(backend: str) -> None:
     assert res.get(0) == [0, 0, 0, 0]
 
 
+def test_a_closed_pool_that_is_never_joined_frees_everything(backend: str) -> None:
+    # multiprocessing.Pool lets its workers go at close() once the work is
+    # done; a program that never calls join() must not keep threads, workers,
+    # descriptors or semaphores (the autouse leak check looks after the test).
+    before = {t.ident for t in threading.enumerate()}
+    pool = Pool(2)
+    assert pool.map(inc, range(4)) == [1, 2, 3, 4]
+    pool.close()
+    started = [
+        t.name for t in threading.enumerate() if t.ident not in before and "closer" in t.name
+    ]
+    assert not started, "close() of an idle pool needs no thread to wait for it"
+    deadline = time.monotonic() + 10
+    while any(
+        t.ident not in before and t.name.startswith("parallelkit") for t in threading.enumerate()
+    ):
+        assert time.monotonic() < deadline, "the pool's threads did not end after close()"
+        time.sleep(0.02)
+    del pool
+
+
 def test_join_before_close_raises_value_error() -> None:
     pool = Pool(1, backend="serial")
     with pytest.raises(ValueError, match="still running"):

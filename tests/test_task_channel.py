@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -93,8 +94,11 @@ def test_the_watcher_reads_every_ack_whatever_its_reads_cut(
     monkeypatch.setattr(_process, "ACK_READ", read_size)
     reader, writer = multiprocessing.get_context("spawn").Pipe(duplex=False)
     seen: list[bytes] = []
-    watcher = types.SimpleNamespace(_ack_reader=reader, _ack_rest=b"", _on_ack=seen.append)
-    sent = [_worker.ACK_STARTED + _worker.ACK_FORMAT.pack(1234, i) for i in range(2000)]
+    watcher = types.SimpleNamespace(
+        _ack_reader=reader, _ack_rest=b"", _on_ack=seen.append, _to_kill=[], _holding={}
+    )
+    watcher._split_acks = lambda data: _process.Backend._split_acks(watcher, data)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+    sent = [_worker.ACK_STARTED + _worker.ACK_FORMAT.pack(1234, i, 0.0) for i in range(2000)]
     sent.insert(1000, b"W")  # messages of other lengths go through too
     try:
         for message in sent:
@@ -106,3 +110,34 @@ def test_the_watcher_reads_every_ack_whatever_its_reads_cut(
     finally:
         reader.close()
         writer.close()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_the_watcher_does_not_spin_on_workers_that_ended(
+    monkeypatch: pytest.MonkeyPatch, start_method: str
+) -> None:
+    # An ended worker's sentinel stays ready until someone reaps the worker;
+    # waiting on it again returned at once, and the watcher looped hundreds of
+    # times during a join, taking the GIL from the threads doing the join.
+    import parallelkit
+    from parallelkit._backends import _process
+
+    looks = 0
+    reap = _process.Backend._reap  # pyright: ignore[reportPrivateUsage]
+
+    def counting(self: _process.Backend, ready: set[Any]) -> None:
+        nonlocal looks
+        looks += 1
+        reap(self, ready)
+
+    monkeypatch.setattr(_process.Backend, "_reap", counting)
+    for _ in range(5):
+        pool = parallelkit.Pool(2, backend="process", start_method=start_method)
+        assert pool.map(abs, range(-4, 0)) == [4, 3, 2, 1]
+        looks = 0
+        pool.close()
+        time.sleep(0.1)  # the workers end; nobody reaps them until join()
+        pool.join()
+        # A look per event (two worker exits), and one per 10 ms at most while
+        # the ended workers wait to be reaped.
+        assert looks < 20, f"{looks} looks in 0.1 s"

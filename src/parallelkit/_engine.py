@@ -297,12 +297,12 @@ class Engine:
         """Return the running chunk with that id, or None if it has ended."""
         return self._running.get(chunk_id)
 
-    def started(self, chunk_id: int, pid: int | None) -> None:
-        """A worker took the chunk: start its clock."""
+    def started(self, chunk_id: int, pid: int | None, when: float | None = None) -> None:
+        """A worker took the chunk at ``when`` (None: now): start its clock."""
         chunk = self._running.get(chunk_id)
         if chunk is None:
             return
-        chunk.mark_started(pid)
+        chunk.mark_started(pid, when)
         if chunk.timeout is not None and chunk.started is not None:
             with self._lock:
                 if self._deadlines is None:
@@ -318,12 +318,13 @@ class Engine:
         if chunk.count == 1:
             self._call_time += (elapsed - self._call_time) * 0.2
         failure: BaseException | None = None
-        if (
-            chunk.timeout is not None
-            and chunk.started is not None
-            and time.monotonic() - chunk.started > chunk.timeout * chunk.count
-        ):
-            failure = self._timeout_error(chunk)
+        if chunk.timeout is not None:
+            # The worker's own measure counts, as its start may be told late.
+            limit = chunk.timeout * chunk.count
+            if elapsed > limit or (
+                chunk.started is not None and time.monotonic() - chunk.started > limit
+            ):
+                failure = self._timeout_error(chunk)
         self._finish(chunk, values, errors, failure)
 
     def fail(self, chunk: Chunk, failure: BaseException) -> bool:
@@ -543,13 +544,18 @@ class Engine:
                 dropped = list(self._queue)
                 self._queue.clear()
             idle = first and not self._queue and not self._maps
+            done = idle and not self._running
         for chunk in dropped:
             chunk.future.cancel()
             self._notify(chunk, None, {}, CancelledError())
         self._signal_if_drained()
         if idle:  # nothing more can reach the backend: let its workers go now
             self._close_backend()
-        if first and background:
+        if done:
+            # Nothing is left to wait for: the backend's workers and threads end
+            # on their own, and join() (if it comes) only collects them.
+            self._stop_deadlines()
+        elif first and background:
             threading.Thread(
                 target=self.join, kwargs={"finish_maps": False}, name="parallelkit-closer"
             ).start()

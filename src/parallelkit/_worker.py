@@ -4,8 +4,8 @@
 
     caller ──(fn blob, items blob)──▶ multiprocessing.Pool task queue ──▶ worker
                                                                             │
-        ack pipe ◀── b"S" (pid, chunk id)   as soon as a chunk is taken ────┤
-        ack pipe ◀── b"R" (pid, 0)          once start-up is over ──────────┤
+        ack pipe ◀── b"S" (pid, chunk id, t) as soon as a chunk is taken ───┤
+        ack pipe ◀── b"R" (pid, 0, t)       once start-up is over ──────────┤
         ack pipe ◀── b"I" error             if the initializer failed ──────┤
                                                                             ▼
     caller ◀── outcome bytes (values, {index: error}, seconds) ◀── result queue
@@ -65,7 +65,7 @@ CALL: Final = 2  # fn(*args, **kwargs), item == (args, kwargs)
 ACK_STARTED: Final = b"S"
 ACK_READY: Final = b"R"
 ACK_INIT_FAILED: Final = b"I"
-ACK_FORMAT: Final = struct.Struct("!qq")  # pid, chunk id
+ACK_FORMAT: Final = struct.Struct("!qqd")  # pid, chunk id, time.monotonic()
 #: Acks must stay below PIPE_BUF (4096 on Linux) so concurrent writers never interleave.
 _ACK_TEXT_LIMIT: Final = 1200
 
@@ -176,13 +176,13 @@ def init_process_worker(
         finally:
             sys.stderr.flush()
             os._exit(3)
-    ack.send_bytes(ACK_READY + ACK_FORMAT.pack(os.getpid(), 0))
+    ack.send_bytes(ACK_READY + ACK_FORMAT.pack(os.getpid(), 0, time.monotonic()))
 
 
 def acknowledge_start(chunk_id: int) -> None:
     """Tell the parent that this worker has taken chunk ``chunk_id``."""
     if _ack is not None:
-        _ack.send_bytes(ACK_STARTED + ACK_FORMAT.pack(os.getpid(), chunk_id))
+        _ack.send_bytes(ACK_STARTED + ACK_FORMAT.pack(os.getpid(), chunk_id, time.monotonic()))
 
 
 def _load_fn(blob: bytes) -> Callable[..., Any]:

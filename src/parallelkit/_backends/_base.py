@@ -91,17 +91,21 @@ class Chunk:
         self.handle: object = None
         self.elapsed: float = 0.0
 
-    def mark_started(self, pid: int | None) -> None:
-        """Record that a worker (``pid`` for processes) took the chunk."""
+    def mark_started(self, pid: int | None, when: float | None = None) -> None:
+        """Record that a worker (``pid`` for processes) took the chunk at ``when``.
+
+        ``when`` is a ``time.monotonic()`` reading (the clock is the same in
+        every process of the machine); None means now.
+        """
         self.pid = pid
-        self.started = time.monotonic()
+        self.started = time.monotonic() if when is None else when
 
 
 class Hooks(Protocol):
     """What a backend may call on the engine, from any thread."""
 
-    def started(self, chunk_id: int, pid: int | None) -> None:
-        """A worker took chunk ``chunk_id``."""
+    def started(self, chunk_id: int, pid: int | None, when: float | None = None) -> None:
+        """A worker took chunk ``chunk_id`` at ``time.monotonic()`` ``when`` (None: now)."""
 
     def complete(
         self, chunk: Chunk, values: list[Any], errors: dict[int, BaseException], elapsed: float

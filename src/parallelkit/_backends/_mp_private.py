@@ -25,6 +25,8 @@ things the public API does not tell:
   its next result, and so does the pool's own shutdown;
 - ``pool._result_handler``: the thread that reads results; if a worker died
   half-way through writing one, what it reads next is garbage and it dies.
+- ``pool._worker_handler``: the thread that replaces workers; once it has
+  ended (after ``close()``, when no job is left) no new worker can appear.
 
 - ``process._popen.returncode``: a worker's exit status once the pool's own
   handler thread has read it (reading it a second time races with the pool);
@@ -51,6 +53,7 @@ __all__ = (
     "forget",
     "inqueue_lock",
     "lock_held",
+    "maintainer_alive",
     "outqueue_lock",
     "pool_with_task_channel",
     "preload_in_forkserver",
@@ -185,6 +188,12 @@ def result_reader_alive(pool: Pool) -> bool:
     """Whether the pool's result-reading thread still runs."""
     thread = getattr(pool, "_result_handler", None)
     return thread is None or bool(thread.is_alive())  # pyright: ignore[reportUnknownMemberType]
+
+
+def maintainer_alive(pool: Pool) -> bool:
+    """Whether the pool's worker-maintenance thread still runs (may start workers)."""
+    thread = getattr(pool, "_worker_handler", None)
+    return thread is not None and bool(thread.is_alive())  # pyright: ignore[reportUnknownMemberType]
 
 
 def preload_in_forkserver(module: str) -> None:

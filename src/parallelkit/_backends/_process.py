@@ -7,14 +7,18 @@
         ┌─────────────────────────────────────────────────────────────────┘ (TaskChannel)
         ▼
     worker processes (started by mp.Pool with the configured start method)
-        │  ack pipe: b"S"(pid, chunk id) when a chunk is taken (by the channel),
-        │            b"R"(pid) when start-up is over,
+        │  ack pipe: b"S"(pid, chunk id, time) when a chunk is taken (by the channel),
+        │            b"R"(pid, 0, time) when start-up is over,
         │            b"I"(error) when the initializer failed
         │  result queue: outcome bytes ──▶ mp.Pool result thread (reads with
         │                ResultReader) ──▶ engine.complete
         ▼
-    watcher thread: waits on the ack pipe and on every worker's sentinel.
-        - remembers which pid holds which chunk;
+    watcher thread: waits on every worker's sentinel, at most POLL seconds.
+        - reads the acks that came meanwhile at each wake, and remembers
+          which pid holds which chunk; the ack's time starts the chunk's
+          clock, so reading it late costs nothing. It is woken by the acks
+          themselves only while they come fast (the pipe must not fill) or a
+          chunk waits to be stopped as soon as a worker takes it;
         - a worker that exits while holding a chunk: after a short grace (its
           result may still be in the result queue) the chunk fails with
           WorkerCrashedError; mp.Pool starts a replacement worker itself;
@@ -35,6 +39,7 @@ import atexit
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import struct
 import sys
@@ -42,7 +47,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
 from typing import Any, Final, cast, final
@@ -60,8 +65,14 @@ __all__ = ("Backend",)
 
 #: How long a dead worker's chunk waits for a result already in the result queue.
 CRASH_GRACE: Final = 0.25
-#: Longest sleep of the watcher between looks at the pool's worker list.
+#: Longest sleep of the watcher between looks at the pool's worker list and acks.
 POLL: Final = 0.05
+#: Bytes of acks found at one wake above which acks wake the watcher themselves
+#: (at most POLL seconds of them must fit in the pipe, 64 KiB on Linux, 16 KiB
+#: at first on macOS; an ack is 29 bytes).
+ACK_BUSY: Final = 4096
+#: How often the watcher looks at a worker that ended but is not reaped yet.
+DYING_POLL: Final = 0.01
 #: Most bytes of acks the watcher takes from the pipe at once.
 ACK_READ: Final = 1 << 16
 _ACK_LENGTH: Final = struct.Struct("!i")
@@ -138,8 +149,19 @@ class Backend:
         self._closing = False
         self._result_lock_held_since: float | None = None
         self._stop = threading.Event()
+        self._looking = threading.Lock()  # held by the watcher while it acts on what it saw
+        self._watched: dict[int, int] = {}  # sentinel -> pid, of workers not seen ending yet
+        self._acks_polled = False  # whether acks wake the watcher (see _look_before)
+        self._acks_busy = False  # the last wake found many acks
+        self._to_kill: list[tuple[int, int]] = []  # (pid, chunk id) of doomed chunks taken
+        # The watcher holds the backend weakly while it waits: a backend that
+        # was terminated (or closed and never joined) is freed, with its pool
+        # and named semaphores, as soon as its executor is.
         self._watcher = threading.Thread(
-            target=self._watch, name="parallelkit-process-watcher", daemon=True
+            target=_watch,
+            args=(weakref.ref(self), self._ack_reader),
+            name="parallelkit-process-watcher",
+            daemon=True,
         )
         self._watcher.start()
         _live.add(self)
@@ -157,15 +179,18 @@ class Backend:
         hooks = self._hooks
 
         unstarted = self._unstarted
+        doomed = self._doomed
 
         def done(blob: bytes) -> None:
             unstarted.pop(chunk.id, None)
+            doomed.discard(chunk.id)  # its ack, if read late, must not stop the worker
             chunk.handle = None  # the pool's result holds this closure: no cycle
             values, errors, elapsed = _worker.unpack_outcome(blob, chunk.count)
             hooks.complete(chunk, values, errors, elapsed)
 
         def failed(exc: BaseException) -> None:
             unstarted.pop(chunk.id, None)
+            doomed.discard(chunk.id)
             chunk.handle = None
             hooks.fail(chunk, exc)
 
@@ -242,78 +267,152 @@ class Backend:
             _mp_private.forget(self._pool, handle)  # type: ignore[arg-type]
 
     def _shutdown_watcher(self) -> None:
+        """Stop the watcher without waiting for it to be scheduled.
+
+        Closing the ack pipe's write end wakes it (the pipe reads as ended);
+        once this thread holds :attr:`_looking`, the watcher is between two
+        looks and, seeing the stop flag, touches nothing more but the read
+        end, which it closes as it ends.
+        """
         self._stop.set()
         with contextlib.suppress(OSError):
-            self._ack_writer.send_bytes(b"W")  # wake the watcher now, not at its next look
-        # At interpreter exit daemon threads no longer run: joining would hang.
+            self._ack_writer.close()
+        # Not from the watcher itself (a callback it ran may terminate), nor at
+        # interpreter exit, where a daemon thread may be frozen holding the lock.
         if self._watcher is not threading.current_thread() and not sys.is_finalizing():
-            self._watcher.join(5.0)
-        for conn in (self._ack_reader, self._ack_writer):
-            conn.close()
+            with self._looking:
+                pass
 
-    def _watch(self) -> None:
-        reader = self._ack_reader
-        while not self._stop.is_set():
+    def _look_before(self, poller: select.poll) -> float | None:
+        """Start polling new workers' sentinels; return the poll timeout, None to stop."""
+        with self._looking:
+            if self._stop.is_set():
+                return None
             for proc in _mp_private.workers(self._pool):
-                if proc.pid is not None and proc.pid not in self._procs:
-                    self._procs[proc.pid] = proc
-            waitables: list[Any] = [reader, *(p.sentinel for p in self._procs.values())]
-            try:
-                ready = set(wait(waitables, timeout=POLL))
-                if reader in ready:
-                    self._read_acks()
-            except (OSError, EOFError, ValueError):
-                if self._stop.is_set():
-                    return
-                raise
+                # A reaped worker stays in the pool's list until the pool's
+                # maintenance thread (which stops at close()) removes it.
+                pid = proc.pid
+                if pid is not None and pid not in self._procs and pid not in self._gone:
+                    self._procs[pid] = proc
+                    self._watched[proc.sentinel] = pid
+                    poller.register(proc.sentinel, select.POLLIN)
+            # Acks are read at every wake; they wake the watcher themselves
+            # only when they come fast or a chunk must be stopped once taken.
+            prompt = self._acks_busy or bool(self._doomed)
+            if prompt != self._acks_polled:
+                if prompt:
+                    poller.register(self._ack_reader.fileno(), select.POLLIN)
+                else:
+                    poller.unregister(self._ack_reader.fileno())
+                self._acks_polled = prompt
+            return DYING_POLL if self._dying else POLL
+
+    def _look_after(self, poller: select.poll, events: list[tuple[int, int]]) -> bool:
+        """Act on what the poll saw; return False once there is nothing left to watch."""
+        with self._looking:
+            if self._stop.is_set():
+                return False
+            reader = self._ack_reader.fileno()
+            ready: set[int] = set()
+            acks = False
+            for fd, _ in events:
+                if fd == reader:
+                    acks = True
+                    continue
+                # An ended worker's sentinel stays ready until the pool reaps
+                # it: polled again, it would spin, taking the GIL from the
+                # threads that reap. It is looked at every DYING_POLL from now on.
+                with contextlib.suppress(KeyError):
+                    poller.unregister(fd)
+                if self._watched.pop(fd, None) is not None:
+                    ready.add(fd)
+            # Every ack written before a death is read before the death is judged.
+            if acks or self._ack_reader.poll():
+                self._acks_busy = self._read_acks() >= ACK_BUSY
+            else:
+                self._acks_busy = False
             self._reap(ready)
+            for fd in [fd for fd, pid in self._watched.items() if pid not in self._procs]:
+                del self._watched[fd]  # reaped by the pool before its sentinel was seen
+                poller.unregister(fd)
             self._judge_suspects()
             if self._gone:
                 self._check_task_channel()
             if self._deaths:
                 self._check_result_channel()
+            return not self._all_ended()
 
-    def _read_acks(self) -> None:
-        """Take every ack waiting in the pipe with one read, and act on each.
+    def _all_ended(self) -> bool:
+        """Closed, and every worker has ended: nothing is left to watch.
+
+        A pool closed with no job left lets its workers go; nobody may ever
+        join it, so the watcher ends here rather than at ``terminate()``.
+        """
+        if not self._closing or self._suspects or _mp_private.maintainer_alive(self._pool):
+            return False
+        return all(
+            proc.pid is None or proc.pid in self._gone for proc in _mp_private.workers(self._pool)
+        )
+
+    def _read_acks(self) -> int:
+        """Take every ack waiting in the pipe, in large reads, and act on each.
 
         Acks are ``Connection.send_bytes`` messages (a 4-byte length, then the
         body) written in one system call each, below the pipe's atomic size,
         so what one read returns is whole messages, save maybe the last.
+
+        A worker that took a chunk to be stopped is killed only if its last
+        ack read says it still holds that chunk (acks may be read late).
+
+        Returns:
+            How many bytes were read.
         """
-        while True:
-            data = os.read(self._ack_reader.fileno(), ACK_READ)
-            if not data:
-                raise EOFError("the ack pipe was closed")
-            buffer = self._ack_rest + data
-            start = 0
-            while len(buffer) - start >= _ACK_LENGTH.size:
-                (size,) = _ACK_LENGTH.unpack_from(buffer, start)
-                end = start + _ACK_LENGTH.size + size
-                if size < 0 or end > len(buffer):
-                    break
-                self._on_ack(buffer[start + _ACK_LENGTH.size : end])
-                start = end
-            self._ack_rest = buffer[start:]
-            # A full read may have left more behind: every ack must be seen
-            # before the deaths of this round are judged.
-            if len(data) < ACK_READ or not self._ack_reader.poll():
-                return
+        total = 0
+        try:
+            while True:
+                data = os.read(self._ack_reader.fileno(), ACK_READ)
+                if not data:
+                    raise EOFError("the ack pipe was closed")
+                total += len(data)
+                self._split_acks(data)
+                # A full read may have left more behind: every ack must be
+                # seen before the deaths of this round are judged.
+                if len(data) < ACK_READ or not self._ack_reader.poll():
+                    return total
+        finally:
+            to_kill, self._to_kill = self._to_kill, []
+            for pid, chunk_id in to_kill:
+                if self._holding.get(pid) == chunk_id:
+                    self._kill(pid)
+
+    def _split_acks(self, data: bytes) -> None:
+        """Act on each whole ack in ``data``; keep an unfinished last one for later."""
+        buffer = self._ack_rest + data
+        start = 0
+        while len(buffer) - start >= _ACK_LENGTH.size:
+            (size,) = _ACK_LENGTH.unpack_from(buffer, start)
+            end = start + _ACK_LENGTH.size + size
+            if size < 0 or end > len(buffer):
+                break
+            self._on_ack(buffer[start + _ACK_LENGTH.size : end])
+            start = end
+        self._ack_rest = buffer[start:]
 
     def _on_ack(self, message: bytes) -> None:
         kind, body = message[:1], message[1:]
         if kind == _worker.ACK_STARTED:
-            pid, chunk_id = _worker.ACK_FORMAT.unpack(body)
+            pid, chunk_id, when = _worker.ACK_FORMAT.unpack(body)
             self._holding[pid] = chunk_id
             with self._track:
                 self._unstarted.pop(chunk_id, None)
                 doomed = chunk_id in self._doomed
                 self._doomed.discard(chunk_id)
             if doomed:
-                self._kill(pid)
+                self._to_kill.append((pid, chunk_id))  # once the whole read is seen
                 return
-            self._hooks.started(chunk_id, pid)
+            self._hooks.started(chunk_id, pid, when)
         elif kind == _worker.ACK_READY:
-            pid, _ = _worker.ACK_FORMAT.unpack(body)
+            pid, _, _ = _worker.ACK_FORMAT.unpack(body)
             self._ready.add(pid)
             self._startup_failures = 0
         elif kind == _worker.ACK_INIT_FAILED:
@@ -490,6 +589,35 @@ def _quiet_at_exit() -> None:
     """
     for backend in list(_live):
         backend._stop.set()  # pyright: ignore[reportPrivateUsage]
+
+
+def _watch(ref: weakref.ref[Backend], reader: Connection) -> None:
+    """The watcher thread: poll the ack pipe and the workers' sentinels, then look.
+
+    The backend is held only while the watcher acts on what it saw, never
+    while it waits; the ack pipe's read end is closed here, as the thread ends.
+    """
+    poller = select.poll()
+    try:
+        while True:
+            backend = ref()
+            timeout = None if backend is None else backend._look_before(poller)  # pyright: ignore[reportPrivateUsage]
+            if timeout is None:
+                return
+            del backend
+            events = poller.poll(1000 * timeout)
+            backend = ref()
+            if backend is None or not backend._look_after(poller, events):  # pyright: ignore[reportPrivateUsage]
+                return
+            del backend
+    except ReferenceError:  # the engine is gone: nobody is left to tell
+        pass
+    except (OSError, EOFError, ValueError):
+        backend = ref()
+        if backend is not None and not backend._stop.is_set():  # pyright: ignore[reportPrivateUsage]
+            raise  # else: stopped from a callback it was running
+    finally:
+        reader.close()
 
 
 def _chunk_id_of(task: object) -> int:

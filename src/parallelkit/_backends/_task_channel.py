@@ -16,7 +16,7 @@ pipe and makes both repairable::
            the parent sees which chunk it is taking the moment it has it; on
            bytes that are not a valid header it slides forward, byte by
            byte, to the next one (resynchronizing after a dead reader);
-        3. reads the body, acks b"S"(pid, chunk id) to the parent;
+        3. reads the body, acks b"S"(pid, chunk id, time) to the parent;
         4. clears the record, releases the lock, unpickles the task.
 
     parent (the process backend's watcher), when the lock is held:
@@ -37,6 +37,7 @@ import pickle
 import struct
 import tempfile
 import time
+import weakref
 import zlib
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -135,6 +136,11 @@ class TaskChannel:
         # which keeps its arenas open for the life of the process).
         self._record_fd = _shared_file(_RECORD_SIZE)
         self._record = mmap.mmap(self._record_fd, _RECORD_SIZE)
+        # Kept open to hand to workers started later; closed by close(), or when
+        # the channel is collected (a pool closed but never joined).
+        self._close_fd: Callable[[], object] | None = weakref.finalize(
+            self, os.close, self._record_fd
+        )
         self._tag_of: Callable[[Any], int] | None = tag_of
 
     def __getstate__(self) -> tuple[Any, ...]:
@@ -143,8 +149,13 @@ class TaskChannel:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._reader, self._writer, self._rlock, record_fd = state
-        self._record_fd = record_fd.detach()
-        self._record = mmap.mmap(self._record_fd, _RECORD_SIZE)
+        fd = record_fd.detach()
+        self._record_fd = -1
+        try:
+            self._record = mmap.mmap(fd, _RECORD_SIZE)  # keeps its own reference to the file
+        finally:
+            os.close(fd)
+        self._close_fd = None
         self._tag_of = None
 
     # -- parent side ----------------------------------------------------------------------
@@ -224,4 +235,5 @@ class TaskChannel:
         self._reader.close()
         self._writer.close()
         self._record.close()
-        os.close(self._record_fd)
+        if self._close_fd is not None:
+            self._close_fd()
