@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from pathlib import Path
 
@@ -238,6 +239,37 @@ def test_a_project_file_that_does_not_mention_parallelkit_is_not_parsed(tmp_path
     # a few milliseconds): a pyproject.toml without [tool.parallelkit] is skipped.
     write_pyproject(tmp_path, '[project]\nname = = "broken"\n')
     assert current_settings().backend == "process"
+
+
+def test_a_project_that_only_depends_on_parallelkit_is_not_parsed(tmp_path: Path) -> None:
+    dependencies = "dependencies = [\"parallelkit>=0.1\", 'parallelkit[numpy]']\n"
+    write_pyproject(tmp_path, '[project]\nname = = "app"\n' + dependencies)
+    assert current_settings().backend == "process"
+
+
+@pytest.mark.parametrize(
+    ("text", "a_table_header"),
+    [
+        ('[tool.parallelkit]\nbackend = "thread"\n', True),
+        ('[ tool . "parallelkit" ]\nbackend = "thread"\n', True),
+        ("[tool.'parallelkit']\nbackend = 'thread'\n", True),
+        ('[tool]\nparallelkit.backend = "thread"\n', False),
+        ('[tool]\nparallelkit = { backend = "thread" }\n', False),
+        ('[tool]\n"parallelkit" = { backend = "thread" }\n', False),
+        ('tool.parallelkit.backend = "thread"\n', False),
+        ('tool = { parallelkit = { backend = "thread" } }\n', False),
+    ],
+)
+def test_every_way_of_writing_the_table_is_read(
+    tmp_path: Path, text: str, a_table_header: bool
+) -> None:
+    write_pyproject(tmp_path, text)
+    if a_table_header or sys.version_info >= (3, 11):
+        assert current_settings().backend == "thread"
+    else:
+        # Python 3.10 has no TOML parser: what it cannot read is refused, never skipped.
+        with pytest.raises(ConfigError, match=r"line \d+ of config file .* 3\.10 cannot read"):
+            current_settings()
 
 
 def test_bad_value_in_context_names_the_context() -> None:

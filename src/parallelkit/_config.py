@@ -199,6 +199,16 @@ def config(
 _file_cache: dict[tuple[str, float], dict[str, object]] = {}
 
 
+#: Every way TOML can write the ``tool.parallelkit`` table matches: a header
+#: ``[tool.parallelkit]`` / ``[ tool . "parallelkit" ]`` or a dotted key
+#: ``tool.parallelkit.x = ...``; under ``[tool]``, ``parallelkit.x = ...`` or
+#: ``parallelkit = {...}``. A dependency such as ``"parallelkit>=0.1"`` does not
+#: (``parallelkit = "^0.1"`` in a Poetry table does, and costs a parse).
+_MAY_HOLD_OUR_TABLE: Final = re.compile(
+    rb"""tool\s*\.\s*["']?parallelkit|parallelkit["']?\s*[.=]"""
+)
+
+
 def _find_config_file() -> tuple[Path, bool, float] | None:
     """Return (path, explicit, modification time) of the config file in force, or None.
 
@@ -256,8 +266,8 @@ def _read_settings(path: Path, explicit: bool) -> dict[str, object]:
     PARALLELKIT_CONFIG names the file.
     """
     data = path.read_bytes()
-    if not explicit and b"parallelkit" not in data:
-        return {}  # a project file that does not mention us: no need to parse it
+    if not explicit and not _MAY_HOLD_OUR_TABLE.search(data):
+        return {}  # a project file with no [tool.parallelkit]: no need to parse it
     document = _parse_toml(data, path, explicit)
     tool = document.get("tool")
     table: object = None
@@ -290,7 +300,20 @@ def _parse_toml(data: bytes, path: Path, explicit: bool) -> dict[str, object]:
     return _parse_toml_subset(data.decode("utf-8"), path, read_root=explicit)  # pragma: no cover
 
 
-_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\s*(#.*)?$")
+_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$")
+#: Key lines that set tool.parallelkit in a form the subset reader does not read:
+#: under [tool], and at the top level.
+_OUR_KEY_IN_TOOL = re.compile(r"""["']?parallelkit["']?\s*[.=]""")
+_OUR_KEY_AT_TOP = re.compile(r"""tool\s*\.\s*["']?parallelkit|tool\s*=\s*\{.*parallelkit""")
+
+
+def _sets_our_table_otherwise(line: str, table: str) -> bool:
+    """Whether a key line of ``table`` ("" at the top) sets tool.parallelkit after all."""
+    if table == "tool":
+        return _OUR_KEY_IN_TOOL.match(line) is not None
+    return table == "" and _OUR_KEY_AT_TOP.match(line) is not None
+
+
 _PAIR = re.compile(r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$")
 
 
@@ -305,13 +328,15 @@ def _parse_toml_subset(text: str, path: Path, *, read_root: bool) -> dict[str, o
     """
     result: dict[str, object] = {}
     table: dict[str, object] | None = result if read_root else None
+    current = ""  # the table the lines are in ("" before any header)
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         header = _HEADER.match(line)
         if header:
-            name = header.group(1).replace('"', "").replace(" ", "")
+            name = re.sub(r"""["' ]""", "", header.group(1))
+            current = name
             if name == "tool.parallelkit":
                 tool = result.setdefault("tool", {})
                 assert isinstance(tool, dict)
@@ -321,8 +346,15 @@ def _parse_toml_subset(text: str, path: Path, *, read_root: bool) -> dict[str, o
             continue
         if line.startswith("["):
             table = None
+            current = "?"
             continue
         if table is None:
+            if _sets_our_table_otherwise(line, current):
+                raise ConfigError(
+                    f"line {number} of config file {path} sets parallelkit's settings in a "
+                    "form that Python 3.10 cannot read without a TOML library: write them "
+                    "as a [tool.parallelkit] table of 'key = value' lines"
+                )
             continue
         pair = _PAIR.match(line)
         if not pair:
