@@ -241,10 +241,31 @@ def test_a_project_file_that_does_not_mention_parallelkit_is_not_parsed(tmp_path
     assert current_settings().backend == "process"
 
 
-def test_a_project_that_only_depends_on_parallelkit_is_not_parsed(tmp_path: Path) -> None:
-    dependencies = "dependencies = [\"parallelkit>=0.1\", 'parallelkit[numpy]']\n"
-    write_pyproject(tmp_path, '[project]\nname = = "app"\n' + dependencies)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[project]\ndependencies = [\"parallelkit>=0.1\", 'parallelkit[numpy]']\n",
+        '[tool.poetry.dependencies]\nparallelkit = "^0.1"\n',
+        '[project.entry-points.pytest11]\nparallelkit = "parallelkit.testing._plugin"\n',
+        '[tool.setuptools.package-data]\nparallelkit = ["py.typed"]\n',
+    ],
+)
+def test_a_project_that_only_names_parallelkit_elsewhere_is_not_parsed(
+    tmp_path: Path, text: str
+) -> None:
+    write_pyproject(tmp_path, 'name = = "broken, so a parse would fail"\n' + text)
     assert current_settings().backend == "process"
+
+
+def test_a_project_file_with_multiline_strings_is_parsed_to_be_sure(tmp_path: Path) -> None:
+    # A multi-line string can hold a line that looks like a table header.
+    text = '[tool]\nnote = """\n[other]\n"""\nparallelkit.backend = "thread"\n'
+    write_pyproject(tmp_path, text)
+    if sys.version_info >= (3, 11):
+        assert current_settings().backend == "thread"
+    else:
+        with pytest.raises(ConfigError, match="3\\.10 cannot read"):
+            current_settings()
 
 
 @pytest.mark.parametrize(

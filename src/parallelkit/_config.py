@@ -199,16 +199,6 @@ def config(
 _file_cache: dict[tuple[str, float], dict[str, object]] = {}
 
 
-#: Every way TOML can write the ``tool.parallelkit`` table matches: a header
-#: ``[tool.parallelkit]`` / ``[ tool . "parallelkit" ]`` or a dotted key
-#: ``tool.parallelkit.x = ...``; under ``[tool]``, ``parallelkit.x = ...`` or
-#: ``parallelkit = {...}``. A dependency such as ``"parallelkit>=0.1"`` does not
-#: (``parallelkit = "^0.1"`` in a Poetry table does, and costs a parse).
-_MAY_HOLD_OUR_TABLE: Final = re.compile(
-    rb"""tool\s*\.\s*["']?parallelkit|parallelkit["']?\s*[.=]"""
-)
-
-
 def _find_config_file() -> tuple[Path, bool, float] | None:
     """Return (path, explicit, modification time) of the config file in force, or None.
 
@@ -266,7 +256,7 @@ def _read_settings(path: Path, explicit: bool) -> dict[str, object]:
     PARALLELKIT_CONFIG names the file.
     """
     data = path.read_bytes()
-    if not explicit and not _MAY_HOLD_OUR_TABLE.search(data):
+    if not explicit and not _may_hold_our_table(data):
         return {}  # a project file with no [tool.parallelkit]: no need to parse it
     document = _parse_toml(data, path, explicit)
     tool = document.get("tool")
@@ -307,11 +297,42 @@ _OUR_KEY_IN_TOOL = re.compile(r"""["']?parallelkit["']?\s*[.=]""")
 _OUR_KEY_AT_TOP = re.compile(r"""tool\s*\.\s*["']?parallelkit|tool\s*=\s*\{.*parallelkit""")
 
 
+_ARRAY_HEADER = re.compile(r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$")
+
+
 def _sets_our_table_otherwise(line: str, table: str) -> bool:
     """Whether a key line of ``table`` ("" at the top) sets tool.parallelkit after all."""
     if table == "tool":
         return _OUR_KEY_IN_TOOL.match(line) is not None
     return table == "" and _OUR_KEY_AT_TOP.match(line) is not None
+
+
+def _may_hold_our_table(data: bytes) -> bool:
+    """Whether a project's pyproject.toml may set tool.parallelkit (then it is parsed).
+
+    A look at its lines, table by table: a ``tool.parallelkit`` header, or a
+    key that sets the table under ``[tool]`` or at the top level. So a file
+    that only names parallelkit as a dependency (``"parallelkit>=0.1"``, or
+    ``parallelkit = "^0.1"`` in a Poetry table) or an entry point is not
+    parsed. A file with multi-line strings, which could hide a header, is
+    parsed whenever it names parallelkit: a wrong guess only costs a parse.
+    """
+    if b"parallelkit" not in data:
+        return False
+    text = data.decode("utf-8", "replace")
+    if '"""' in text or "'''" in text:
+        return True
+    table = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        header = _HEADER.match(line) or _ARRAY_HEADER.match(line)
+        if header:
+            table = re.sub(r"""["' ]""", "", header.group(1))
+            if table == "tool.parallelkit" or table.startswith("tool.parallelkit."):
+                return True
+        elif _sets_our_table_otherwise(line, table):
+            return True
+    return False
 
 
 _PAIR = re.compile(r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$")
@@ -329,8 +350,14 @@ def _parse_toml_subset(text: str, path: Path, *, read_root: bool) -> dict[str, o
     result: dict[str, object] = {}
     table: dict[str, object] | None = result if read_root else None
     current = ""  # the table the lines are in ("" before any header)
+    open_string = ""  # the quotes of a multi-line string the lines are in
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
+        if open_string:
+            if line.count(open_string) % 2:
+                open_string = ""
+            continue
+        open_string = next((q for q in ('"""', "'''") if line.count(q) % 2), "")
         if not line or line.startswith("#"):
             continue
         header = _HEADER.match(line)
