@@ -7,7 +7,8 @@ things the public API does not tell:
   worker that died (the pool replaces it but never fails the task it held);
 - ``pool._cache``: the pending results by job id; a job whose worker died
   stays there forever and would make ``close()`` + ``join()`` wait forever,
-  so it is removed once the engine has failed it;
+  so it is removed once the engine has failed it; its size tells whether
+  any job is pending;
 - ``Pool._get_sentinels``: overridden so that the pool's worker-maintenance
   thread no longer wakes for every result (it waits on worker exits and the
   pool's change notifier only);
@@ -55,6 +56,7 @@ __all__ = (
     "lock_held",
     "maintainer_alive",
     "outqueue_lock",
+    "pending_jobs",
     "pool_with_task_channel",
     "preload_in_forkserver",
     "reaped_exitcode",
@@ -127,6 +129,12 @@ def forget(pool: Pool, result: AsyncResult[Any]) -> None:
     cache: dict[int, Any] = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
     with contextlib.suppress(KeyError):
         del cache[job]
+
+
+def pending_jobs(pool: Pool) -> int:
+    """Return how many jobs of the pool have no result yet."""
+    cache: dict[int, Any] = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    return len(cache)  # pyright: ignore[reportUnknownArgumentType]
 
 
 def inqueue_lock(pool: Pool) -> Any:

@@ -13,7 +13,11 @@
         │  result queue: outcome bytes ──▶ mp.Pool result thread (reads with
         │                ResultReader) ──▶ engine.complete
         ▼
-    watcher thread: waits on every worker's sentinel, at most POLL seconds.
+    watcher thread (a plain _thread, holding the backend weakly while it waits):
+    polls every worker's sentinel and a wake pipe (written by close(), closed
+    by terminate()), at most POLL seconds; once the pool is closed with no job
+    left it looks at the sentinels every QUIET_POLL instead of waking as each
+    worker exits, and it ends by itself once every worker has.
         - reads the acks that came meanwhile at each wake, and remembers
           which pid holds which chunk; the ack's time starts the chunk's
           clock, so reading it late costs nothing. It is woken by the acks
@@ -35,6 +39,7 @@ the pool are read only through :mod:`._mp_private`.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import multiprocessing
@@ -73,6 +78,9 @@ POLL: Final = 0.05
 ACK_BUSY: Final = 4096
 #: How often the watcher looks at a worker that ended but is not reaped yet.
 DYING_POLL: Final = 0.01
+#: How often the watcher looks at the workers once the pool is closed and no
+#: job is left (they are about to exit).
+QUIET_POLL: Final = 0.1
 #: Most bytes of acks the watcher takes from the pipe at once.
 ACK_READ: Final = 1 << 16
 _ACK_LENGTH: Final = struct.Struct("!i")
@@ -154,16 +162,22 @@ class Backend:
         self._acks_polled = False  # whether acks wake the watcher (see _look_before)
         self._acks_busy = False  # the last wake found many acks
         self._to_kill: list[tuple[int, int]] = []  # (pid, chunk id) of doomed chunks taken
+        self._quiet = False  # closed with no job left: sentinels are looked at, not polled
+        # Written to at close(), closed at terminate(): wakes the watcher.
+        wake_r, self._wake_fd = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(self._wake_fd, False)
+        self._close_wake = weakref.finalize(self, os.close, self._wake_fd)
         # The watcher holds the backend weakly while it waits: a backend that
         # was terminated (or closed and never joined) is freed, with its pool
-        # and named semaphores, as soon as its executor is.
-        self._watcher = threading.Thread(
-            target=_watch,
-            args=(weakref.ref(self), self._ack_reader),
-            name="parallelkit-process-watcher",
-            daemon=True,
+        # and named semaphores, as soon as its executor is. It is a plain
+        # thread: threading.Thread.start() waits until the new thread has run,
+        # a hand-off that cost a pool's start 0.4-0.6 ms (nobody joins this
+        # thread; it ends on its own and closes its pipes' read ends).
+        self._watcher_ended = threading.Event()
+        self._watcher_ident = _thread.start_new_thread(
+            _watch, (weakref.ref(self), self._ack_reader, wake_r, self._watcher_ended)
         )
-        self._watcher.start()
         _live.add(self)
 
     # -- the protocol -------------------------------------------------------------------
@@ -221,6 +235,12 @@ class Backend:
     def close(self) -> None:
         self._closing = True  # from now on the pool's threads end on their own
         self._pool.close()
+        self._wake_watcher()
+
+    def _wake_watcher(self) -> None:
+        if self._close_wake.alive:
+            with contextlib.suppress(OSError):  # full: a wake is pending already
+                os.write(self._wake_fd, b"w")
 
     def join(self) -> None:
         self._pool.join()
@@ -275,11 +295,12 @@ class Backend:
         end, which it closes as it ends.
         """
         self._stop.set()
+        self._close_wake()  # the watcher wakes: its end of the pipe reads as closed
         with contextlib.suppress(OSError):
             self._ack_writer.close()
         # Not from the watcher itself (a callback it ran may terminate), nor at
         # interpreter exit, where a daemon thread may be frozen holding the lock.
-        if self._watcher is not threading.current_thread() and not sys.is_finalizing():
+        if threading.get_ident() != self._watcher_ident and not sys.is_finalizing():
             with self._looking:
                 pass
 
@@ -295,7 +316,8 @@ class Backend:
                 if pid is not None and pid not in self._procs and pid not in self._gone:
                     self._procs[pid] = proc
                     self._watched[proc.sentinel] = pid
-                    poller.register(proc.sentinel, select.POLLIN)
+                    if not self._quiet:
+                        poller.register(proc.sentinel, select.POLLIN)
             # Acks are read at every wake; they wake the watcher themselves
             # only when they come fast or a chunk must be stopped once taken.
             prompt = self._acks_busy or bool(self._doomed)
@@ -305,9 +327,20 @@ class Backend:
                 else:
                     poller.unregister(self._ack_reader.fileno())
                 self._acks_polled = prompt
-            return DYING_POLL if self._dying else POLL
+            if not self._quiet and self._closing and not _mp_private.pending_jobs(self._pool):
+                # Closed with nothing left to run: the workers are about to
+                # exit, and waking as each one does would take the GIL from
+                # the join. Their sentinels are looked at every QUIET_POLL
+                # instead, so a death that leaves a queue's lock held is
+                # still repaired (see _check_task_channel).
+                self._quiet = True
+                for fd in self._watched:
+                    poller.unregister(fd)
+            if self._dying:
+                return DYING_POLL
+            return QUIET_POLL if self._quiet else POLL
 
-    def _look_after(self, poller: select.poll, events: list[tuple[int, int]]) -> bool:
+    def _look_after(self, poller: select.poll, events: list[tuple[int, int]], wake: int) -> bool:
         """Act on what the poll saw; return False once there is nothing left to watch."""
         with self._looking:
             if self._stop.is_set():
@@ -315,9 +348,16 @@ class Backend:
             reader = self._ack_reader.fileno()
             ready: set[int] = set()
             acks = False
+            if self._quiet and self._watched:
+                ended, _, _ = select.select(list(self._watched), [], [], 0)
+                events = events + [(fd, select.POLLIN) for fd in ended]
             for fd, _ in events:
                 if fd == reader:
                     acks = True
+                    continue
+                if fd == wake:
+                    if _drained_to_the_end(fd):  # the backend is being stopped
+                        poller.unregister(fd)
                     continue
                 # An ended worker's sentinel stays ready until the pool reaps
                 # it: polled again, it would spin, taking the GIL from the
@@ -334,7 +374,8 @@ class Backend:
             self._reap(ready)
             for fd in [fd for fd, pid in self._watched.items() if pid not in self._procs]:
                 del self._watched[fd]  # reaped by the pool before its sentinel was seen
-                poller.unregister(fd)
+                if not self._quiet:
+                    poller.unregister(fd)
             self._judge_suspects()
             if self._gone:
                 self._check_task_channel()
@@ -591,13 +632,17 @@ def _quiet_at_exit() -> None:
         backend._stop.set()  # pyright: ignore[reportPrivateUsage]
 
 
-def _watch(ref: weakref.ref[Backend], reader: Connection) -> None:
-    """The watcher thread: poll the ack pipe and the workers' sentinels, then look.
+def _watch(
+    ref: weakref.ref[Backend], reader: Connection, wake: int, ended: threading.Event
+) -> None:
+    """The watcher thread: poll the workers' sentinels and the wake pipe, then look.
 
     The backend is held only while the watcher acts on what it saw, never
-    while it waits; the ack pipe's read end is closed here, as the thread ends.
+    while it waits; the read ends of the ack and wake pipes are closed here,
+    as the thread ends.
     """
     poller = select.poll()
+    poller.register(wake, select.POLLIN)
     try:
         while True:
             backend = ref()
@@ -607,7 +652,7 @@ def _watch(ref: weakref.ref[Backend], reader: Connection) -> None:
             del backend
             events = poller.poll(1000 * timeout)
             backend = ref()
-            if backend is None or not backend._look_after(poller, events):  # pyright: ignore[reportPrivateUsage]
+            if backend is None or not backend._look_after(poller, events, wake):  # pyright: ignore[reportPrivateUsage]
                 return
             del backend
     except ReferenceError:  # the engine is gone: nobody is left to tell
@@ -618,6 +663,18 @@ def _watch(ref: weakref.ref[Backend], reader: Connection) -> None:
             raise  # else: stopped from a callback it was running
     finally:
         reader.close()
+        os.close(wake)
+        ended.set()
+
+
+def _drained_to_the_end(fd: int) -> bool:
+    """Read a non-blocking pipe empty; return whether its write end was closed."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _chunk_id_of(task: object) -> int:
