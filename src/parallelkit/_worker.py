@@ -22,11 +22,11 @@ thread and serial backends, with live objects instead of bytes.
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import struct
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -161,9 +161,9 @@ def init_process_worker(
     _ack = ack
     # The parent owns Ctrl-C: it stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(
-        target=_watch_parent, args=(owner,), name="parallelkit-orphan-watch", daemon=True
-    ).start()
+    # A plain thread: threading.Thread.start() would wait for it to run
+    # before this worker may take its first task.
+    _thread.start_new_thread(_watch_parent, (owner,))
     try:
         if initializer is not None:
             fn = loads(initializer)
