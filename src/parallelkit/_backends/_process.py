@@ -170,14 +170,23 @@ class Backend:
         self._close_wake = weakref.finalize(self, os.close, self._wake_fd)
         # The watcher holds the backend weakly while it waits: a backend that
         # was terminated (or closed and never joined) is freed, with its pool
-        # and named semaphores, as soon as its executor is. It is a plain
-        # thread: threading.Thread.start() waits until the new thread has run,
-        # a hand-off that cost a pool's start 0.4-0.6 ms (nobody joins this
-        # thread; it ends on its own and closes its pipes' read ends).
+        # and named semaphores, as soon as its executor is. Nobody joins it:
+        # it ends on its own, closing its pipes' read ends.
         self._watcher_ended = threading.Event()
-        self._watcher_ident = _thread.start_new_thread(
-            _watch, (weakref.ref(self), self._ack_reader, wake_r, self._watcher_ended)
-        )
+        args = (weakref.ref(self), self._ack_reader, wake_r, self._watcher_ended)
+        if sys.version_info >= (3, 13):
+            # A plain thread: threading.Thread.start() waits until the new
+            # thread has run, a hand-off that cost a pool's start 0.4-0.6 ms.
+            self._watcher_ident = _thread.start_new_thread(_watch, args)
+        else:
+            # Before 3.13, a plain thread that runs callbacks calling
+            # threading.current_thread() (logging does) leaves a dummy Thread
+            # in threading's table for good.
+            watcher = threading.Thread(
+                target=_watch, args=args, name="parallelkit-process-watcher", daemon=True
+            )
+            watcher.start()
+            self._watcher_ident = watcher.ident
         _live.add(self)
 
     # -- the protocol -------------------------------------------------------------------
