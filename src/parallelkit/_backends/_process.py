@@ -256,7 +256,7 @@ class Backend:
         self.terminate()  # runs the pool's finalizer now; the workers have exited
 
     def terminate(self) -> None:
-        self._stop.set()
+        self._stop.set()  # the watcher acts no more: it looks at this under _looking
         # One caller at a time: the pool's finalizer must not run twice at once
         # (it takes the task queue's lock and never gives it back). While the
         # interpreter finalizes, a thread frozen mid-terminate may hold the lock
@@ -267,16 +267,22 @@ class Backend:
         try:
             if self._ended:
                 return
-            if self._deaths:
-                # A dead worker may hold a queue's lock, which the pool's own
-                # shutdown needs: stop every worker, then no holder is alive.
-                self._kill_workers(wait=1.0)
-                _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
-                _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
-            self._pool.terminate()
-            self._shutdown_watcher()
-            _mp_private.close_pipes(self._pool)
-            self._channel.close()
+            # While the pool's parts are closed, the watcher is held between two
+            # looks; it is woken to end only then, so that it does not take the
+            # GIL from this thread meanwhile.
+            with self._watcher_held():
+                if self._deaths:
+                    # A dead worker may hold a queue's lock, which the pool's own
+                    # shutdown needs: stop every worker, then no holder is alive.
+                    self._kill_workers(wait=1.0)
+                    _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
+                    _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
+                self._pool.terminate()
+                _mp_private.close_pipes(self._pool)
+                self._channel.close()
+            self._close_wake()  # the watcher wakes: its end of the pipe reads as closed
+            with contextlib.suppress(OSError):
+                self._ack_writer.close()
             self._ended = True
         finally:
             self._ending.release()
@@ -295,23 +301,15 @@ class Backend:
         if handle is not None:
             _mp_private.forget(self._pool, handle)  # type: ignore[arg-type]
 
-    def _shutdown_watcher(self) -> None:
-        """Stop the watcher without waiting for it to be scheduled.
+    def _watcher_held(self) -> contextlib.AbstractContextManager[object]:
+        """Hold the watcher between two looks (it looks only while holding :attr:`_looking`).
 
-        Closing the ack pipe's write end wakes it (the pipe reads as ended);
-        once this thread holds :attr:`_looking`, the watcher is between two
-        looks and, seeing the stop flag, touches nothing more but the read
-        end, which it closes as it ends.
+        Not from the watcher itself (a callback it ran may terminate), nor at
+        interpreter exit, where a daemon thread may be frozen holding the lock.
         """
-        self._stop.set()
-        self._close_wake()  # the watcher wakes: its end of the pipe reads as closed
-        with contextlib.suppress(OSError):
-            self._ack_writer.close()
-        # Not from the watcher itself (a callback it ran may terminate), nor at
-        # interpreter exit, where a daemon thread may be frozen holding the lock.
-        if threading.get_ident() != self._watcher_ident and not sys.is_finalizing():
-            with self._looking:
-                pass
+        if threading.get_ident() == self._watcher_ident or sys.is_finalizing():
+            return contextlib.nullcontext()
+        return self._looking
 
     def _look_before(self, poller: select.poll) -> float | None:
         """Start polling new workers' sentinels; return the poll timeout, None to stop."""
@@ -354,6 +352,12 @@ class Backend:
         with self._looking:
             if self._stop.is_set():
                 return False
+            if events == [(wake, select.POLLIN)] and not (self._quiet or self._dying):
+                # Woken by close(): only to look at the workers quietly from
+                # now on (see _look_before). Taking the GIL for longer here
+                # would hold up the thread that closed the pool.
+                _drained_to_the_end(wake)
+                return True
             reader = self._ack_reader.fileno()
             ready: set[int] = set()
             acks = False
