@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
@@ -362,8 +362,7 @@ class Backend:
             ready: set[int] = set()
             acks = False
             if self._quiet and self._watched:
-                ended, _, _ = select.select(list(self._watched), [], [], 0)
-                events = events + [(fd, select.POLLIN) for fd in ended]
+                events = events + _ready_now(self._watched)
             for fd, _ in events:
                 if fd == reader:
                     acks = True
@@ -678,6 +677,14 @@ def _watch(
         reader.close()
         os.close(wake)
         ended.set()
+
+
+def _ready_now(fds: Iterable[int]) -> list[tuple[int, int]]:
+    """Poll ``fds`` without waiting (select() cannot take descriptors above 1023)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return poller.poll(0)
 
 
 def _drained_to_the_end(fd: int) -> bool:
