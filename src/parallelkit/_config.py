@@ -300,6 +300,11 @@ _OUR_KEY_AT_TOP = re.compile(r"""tool\s*\.\s*["']?parallelkit|tool\s*=\s*\{.*par
 _ARRAY_HEADER = re.compile(r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$")
 
 
+def _table_name(header: re.Match[str]) -> str:
+    """The dotted name of a matched table header, without quotes and spaces."""
+    return re.sub(r"""["' ]""", "", header.group(1))
+
+
 def _sets_our_table_otherwise(line: str, table: str) -> bool:
     """Whether a key line of ``table`` ("" at the top) sets tool.parallelkit after all."""
     if table == "tool":
@@ -327,7 +332,7 @@ def _may_hold_our_table(data: bytes) -> bool:
         line = raw.strip()
         header = _HEADER.match(line) or _ARRAY_HEADER.match(line)
         if header:
-            table = re.sub(r"""["' ]""", "", header.group(1))
+            table = _table_name(header)
             if table == "tool.parallelkit" or table.startswith("tool.parallelkit."):
                 return True
         elif _sets_our_table_otherwise(line, table):
@@ -362,7 +367,7 @@ def _parse_toml_subset(text: str, path: Path, *, read_root: bool) -> dict[str, o
             continue
         header = _HEADER.match(line)
         if header:
-            name = re.sub(r"""["' ]""", "", header.group(1))
+            name = _table_name(header)
             current = name
             if name == "tool.parallelkit":
                 tool = result.setdefault("tool", {})

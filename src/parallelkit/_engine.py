@@ -544,7 +544,7 @@ class Engine:
                 dropped = list(self._queue)
                 self._queue.clear()
             idle = first and not self._queue and not self._maps
-            done = idle and not self._running
+            done = first and not self._busy()
         for chunk in dropped:
             chunk.future.cancel()
             self._notify(chunk, None, {}, CancelledError())

@@ -123,18 +123,22 @@ def workers(pool: Pool) -> list[BaseProcess]:
     return procs
 
 
+def _jobs(pool: Pool) -> dict[int, Any]:
+    """The pool's pending results by job id."""
+    cache: dict[int, Any] = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    return cache  # pyright: ignore[reportUnknownVariableType]
+
+
 def forget(pool: Pool, result: AsyncResult[Any]) -> None:
     """Drop a job whose worker died from the pool's cache, so ``join()`` can end."""
     job = result._job  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-    cache: dict[int, Any] = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
     with contextlib.suppress(KeyError):
-        del cache[job]
+        del _jobs(pool)[job]
 
 
 def pending_jobs(pool: Pool) -> int:
     """Return how many jobs of the pool have no result yet."""
-    cache: dict[int, Any] = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-    return len(cache)  # pyright: ignore[reportUnknownArgumentType]
+    return len(_jobs(pool))
 
 
 def inqueue_lock(pool: Pool) -> Any:

@@ -204,17 +204,18 @@ class Backend:
         unstarted = self._unstarted
         doomed = self._doomed
 
-        def done(blob: bytes) -> None:
+        def settled() -> None:
             unstarted.pop(chunk.id, None)
             doomed.discard(chunk.id)  # its ack, if read late, must not stop the worker
-            chunk.handle = None  # the pool's result holds this closure: no cycle
+            chunk.handle = None  # the pool's result holds these closures: no cycle
+
+        def done(blob: bytes) -> None:
+            settled()
             values, errors, elapsed = _worker.unpack_outcome(blob, chunk.count)
             hooks.complete(chunk, values, errors, elapsed)
 
         def failed(exc: BaseException) -> None:
-            unstarted.pop(chunk.id, None)
-            doomed.discard(chunk.id)
-            chunk.handle = None
+            settled()
             hooks.fail(chunk, exc)
 
         with self._track:
