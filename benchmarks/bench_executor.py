@@ -1069,7 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         cfg = Config(args.repeat or 2, 20_000, 2_000, 2_000, 0.1, args.start_method, 2)
     else:
-        cfg = Config(args.repeat or 5, 100_000, 5_000, 10_000, 0.5, args.start_method, 3)
+        cfg = Config(args.repeat or 5, 100_000, 5_000, 10_000, 0.5, args.start_method, 9)
     if cfg.repeat < 1:
         parser.error("--repeat must be >= 1")
 

@@ -14,10 +14,10 @@
         │                ResultReader) ──▶ engine.complete
         ▼
     watcher thread (a plain _thread, holding the backend weakly while it waits):
-    polls every worker's sentinel and a wake pipe (written by close(), closed
-    by terminate()), at most POLL seconds; once the pool is closed with no job
-    left it looks at the sentinels every QUIET_POLL instead of waking as each
-    worker exits, and it ends by itself once every worker has.
+    polls every worker's sentinel and a wake pipe (closed by terminate()), at
+    most POLL seconds; from its first wake after the pool is closed with no
+    job left, it looks at the sentinels every QUIET_POLL instead of waking as
+    each worker exits, and it ends by itself once every worker has.
         - reads the acks that came meanwhile at each wake, and remembers
           which pid holds which chunk; the ack's time starts the chunk's
           clock, so reading it late costs nothing. It is woken by the acks
@@ -163,10 +163,8 @@ class Backend:
         self._acks_busy = False  # the last wake found many acks
         self._to_kill: list[tuple[int, int]] = []  # (pid, chunk id) of doomed chunks taken
         self._quiet = False  # closed with no job left: sentinels are looked at, not polled
-        # Written to at close(), closed at terminate(): wakes the watcher.
+        # Closed at terminate(): wakes the watcher, to end.
         wake_r, self._wake_fd = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(self._wake_fd, False)
         self._close_wake = weakref.finalize(self, os.close, self._wake_fd)
         # The watcher holds the backend weakly while it waits: a backend that
         # was terminated (or closed and never joined) is freed, with its pool
@@ -243,14 +241,11 @@ class Backend:
             os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
-        self._closing = True  # from now on the pool's threads end on their own
+        # From now on the pool's threads end on their own. The watcher is not
+        # woken: waking it would take the GIL from this thread; it goes quiet
+        # the next time it wakes (see _look_after).
+        self._closing = True
         self._pool.close()
-        self._wake_watcher()
-
-    def _wake_watcher(self) -> None:
-        if self._close_wake.alive:
-            with contextlib.suppress(OSError):  # full: a wake is pending already
-                os.write(self._wake_fd, b"w")
 
     def join(self) -> None:
         self._pool.join()
@@ -335,7 +330,7 @@ class Backend:
                 else:
                     poller.unregister(self._ack_reader.fileno())
                 self._acks_polled = prompt
-            if not self._quiet and self._closing and not _mp_private.pending_jobs(self._pool):
+            if self._going_quiet():
                 # Closed with nothing left to run: the workers are about to
                 # exit, and waking as each one does would take the GIL from
                 # the join. Their sentinels are looked at every QUIET_POLL
@@ -353,11 +348,12 @@ class Backend:
         with self._looking:
             if self._stop.is_set():
                 return False
-            if events == [(wake, select.POLLIN)] and not (self._quiet or self._dying):
-                # Woken by close(): only to look at the workers quietly from
-                # now on (see _look_before). Taking the GIL for longer here
-                # would hold up the thread that closed the pool.
-                _drained_to_the_end(wake)
+            if self._going_quiet() and not self._dying:
+                # The first wake after close() with no job left, most likely by
+                # the first worker to exit: the workers are looked at quietly
+                # from the next look on (see _look_before), and this wake takes
+                # the GIL from the threads that join the pool no longer than
+                # it must. What woke it is seen by that next look.
                 return True
             reader = self._ack_reader.fileno()
             ready: set[int] = set()
@@ -368,9 +364,8 @@ class Backend:
                 if fd == reader:
                     acks = True
                     continue
-                if fd == wake:
-                    if _drained_to_the_end(fd):  # the backend is being stopped
-                        poller.unregister(fd)
+                if fd == wake:  # its write end was closed: the backend is being stopped
+                    poller.unregister(fd)
                     continue
                 # An ended worker's sentinel stays ready until the pool reaps
                 # it: polled again, it would spin, taking the GIL from the
@@ -395,6 +390,10 @@ class Backend:
             if self._deaths:
                 self._check_result_channel()
             return not self._all_ended()
+
+    def _going_quiet(self) -> bool:
+        """Closed with no job left, and not quiet yet."""
+        return not self._quiet and self._closing and not _mp_private.pending_jobs(self._pool)
 
     def _all_ended(self) -> bool:
         """Closed, and every worker has ended: nothing is left to watch.
@@ -686,16 +685,6 @@ def _ready_now(fds: Iterable[int]) -> list[tuple[int, int]]:
     for fd in fds:
         poller.register(fd, select.POLLIN)
     return poller.poll(0)
-
-
-def _drained_to_the_end(fd: int) -> bool:
-    """Read a non-blocking pipe empty; return whether its write end was closed."""
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _chunk_id_of(task: object) -> int:
