@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -25,6 +26,7 @@ from parallelkit import (
     WorkerCrashedError,
 )
 from parallelkit._backends import _mp_private
+from parallelkit._backends._task_channel import TaskChannel
 from parallelkit.testing import crash_worker, exit_worker, hang
 
 from .helpers import (
@@ -152,6 +154,31 @@ def test_every_worker_killed_at_once_while_taking_tasks_never_blocks_the_pool() 
                 outcomes.append("crashed")
             assert time.monotonic() - start < 3, outcomes
             assert list(ex.map(inc, range(4))) == [1, 2, 3, 4]
+
+
+def test_a_worker_killed_as_the_pool_shuts_down_does_not_hang_join() -> None:
+    # close() writes each worker the word to exit; a worker killed while it
+    # holds the task channel's lock keeps the other from ever reading its
+    # word. join() looks after the workers until all have ended.
+    pool = Pool(2, backend="process")
+    assert pool.map(inc, range(4)) == [1, 2, 3, 4]
+    backend = pool._engine.backend  # pyright: ignore[reportPrivateUsage]
+    channel = cast("TaskChannel", backend._channel)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    deadline = time.monotonic() + 10
+    holder: int = 0
+    while not holder:  # an idle worker takes the lock and waits in the pipe
+        assert time.monotonic() < deadline, "no worker took the task channel's lock"
+        time.sleep(0.02)
+        holder = channel.holder()[0]
+    os.kill(holder, signal.SIGSTOP)  # it cannot take its word: it still holds the lock
+    try:
+        pool.close()
+        time.sleep(0.2)  # the words are in the pipe; the pool's threads have ended
+    finally:
+        os.kill(holder, signal.SIGKILL)
+    start = time.monotonic()
+    pool.join()
+    assert time.monotonic() - start < 5
 
 
 def test_a_result_cut_short_by_a_worker_death_never_blocks_shutdown() -> None:

@@ -7,8 +7,7 @@ things the public API does not tell:
   worker that died (the pool replaces it but never fails the task it held);
 - ``pool._cache``: the pending results by job id; a job whose worker died
   stays there forever and would make ``close()`` + ``join()`` wait forever,
-  so it is removed once the engine has failed it; its size tells whether
-  any job is pending;
+  so it is removed once the engine has failed it;
 - ``Pool._get_sentinels``: overridden so that the pool's worker-maintenance
   thread no longer wakes for every result (it waits on worker exits and the
   pool's change notifier only);
@@ -17,17 +16,17 @@ things the public API does not tell:
   :class:`~._task_channel.TaskChannel` (which survives a reader's death)
   instead of the pool's own pipe, and results are read by
   :class:`~._result_reader.ResultReader` (which gives up on a result cut
-  short by a writer's death);
+  short by a writer's death, and lets the process backend look after the
+  workers whenever the result thread would wait);
 - ``pool._inqueue._rlock``: the lock an idle worker holds while it waits for
   a task; a worker killed while idle leaves it held (CPython gh-96062), and
   the pool's other workers then never get a task;
 - ``pool._outqueue._wlock``: the lock a worker holds while it writes a
   result; a worker killed there leaves it held, every other worker blocks on
   its next result, and so does the pool's own shutdown;
-- ``pool._result_handler``: the thread that reads results; if a worker died
-  half-way through writing one, what it reads next is garbage and it dies.
-- ``pool._worker_handler``: the thread that replaces workers; once it has
-  ended (after ``close()``, when no job is left) no new worker can appear.
+- ``pool._worker_handler``: the thread that replaces workers and reaps
+  them; once it has ended (after ``close()``, when no job is left) no new
+  worker can appear and nobody else reads a worker's exit status.
 
 - ``process._popen.returncode``: a worker's exit status once the pool's own
   handler thread has read it (reading it a second time races with the pool);
@@ -56,12 +55,10 @@ __all__ = (
     "lock_held",
     "maintainer_alive",
     "outqueue_lock",
-    "pending_jobs",
     "pool_with_task_channel",
     "preload_in_forkserver",
     "reaped_exitcode",
     "release_orphaned_lock",
-    "result_reader_alive",
     "workers",
 )
 
@@ -136,11 +133,6 @@ def forget(pool: Pool, result: AsyncResult[Any]) -> None:
         del _jobs(pool)[job]
 
 
-def pending_jobs(pool: Pool) -> int:
-    """Return how many jobs of the pool have no result yet."""
-    return len(_jobs(pool))
-
-
 def inqueue_lock(pool: Pool) -> Any:
     """Return the lock idle workers hold while waiting for a task."""
     return pool._inqueue._rlock  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
@@ -194,12 +186,6 @@ def lock_held(lock: Any) -> bool:
         return bool(lock._semlock._get_value() == 0)  # pyright: ignore[reportUnknownMemberType]
     except (AttributeError, OSError, NotImplementedError):
         return False
-
-
-def result_reader_alive(pool: Pool) -> bool:
-    """Whether the pool's result-reading thread still runs."""
-    thread = getattr(pool, "_result_handler", None)
-    return thread is None or bool(thread.is_alive())  # pyright: ignore[reportUnknownMemberType]
 
 
 def maintainer_alive(pool: Pool) -> bool:

@@ -1,4 +1,4 @@
-"""The process backend: ``multiprocessing.Pool`` plus a watcher that sees deaths.
+"""The process backend: ``multiprocessing.Pool``, whose result thread also sees deaths.
 
 ::
 
@@ -10,38 +10,45 @@
         │  ack pipe: b"S"(pid, chunk id, time) when a chunk is taken (by the channel),
         │            b"R"(pid, 0, time) when start-up is over,
         │            b"I"(error) when the initializer failed
-        │  result queue: outcome bytes ──▶ mp.Pool result thread (reads with
-        │                ResultReader) ──▶ engine.complete
-        ▼
-    watcher thread (a plain _thread, holding the backend weakly while it waits):
-    polls every worker's sentinel and a wake pipe (closed by terminate()), at
-    most POLL seconds; from its first wake after the pool is closed with no
-    job left, it looks at the sentinels every QUIET_POLL instead of waking as
-    each worker exits, and it ends by itself once every worker has.
-        - reads the acks that came meanwhile at each wake, and remembers
-          which pid holds which chunk; the ack's time starts the chunk's
-          clock, so reading it late costs nothing. It is woken by the acks
-          themselves only while they come fast (the pipe must not fill) or a
-          chunk waits to be stopped as soon as a worker takes it;
+        │  result queue: outcome bytes ──▶ mp.Pool result thread ──▶ engine.complete
+        ▼                                  (reads with ResultReader)
+    the pool's result thread, whenever the result pipe is empty
+    (_wait_for_result, holding the backend weakly while it waits): polls the
+    result pipe and every worker's sentinel, at most POLL seconds, and looks:
+        - reads the acks that came meanwhile, and remembers which pid holds
+          which chunk; the ack's time starts the chunk's clock, so reading it
+          late costs nothing. The acks wake it themselves only while they
+          come fast (the pipe must not fill) or a chunk waits to be stopped
+          as soon as a worker takes it;
         - a worker that exits while holding a chunk: after a short grace (its
           result may still be in the result queue) the chunk fails with
           WorkerCrashedError; mp.Pool starts a replacement worker itself;
         - a worker that died while reading the task channel: its lock is
           released and the chunk it was taking, if any, fails;
         - a worker that died while writing a result: the result queue's lock
-          is released, and the reader told to give up on a cut result;
+          is released; a result it cut short is given up on, and the engine
+          marked broken;
         - an initializer failure: the engine is marked broken.
+    It looks before a result too when a look is due, so a steady stream of
+    results does not hold the looks up.
+
+    join(), in the joining thread, after close() with no job left (the
+    result thread ends then): polls the sentinels and looks the same way
+    until every worker has ended, so a worker killed while it waits for the
+    word to exit cannot leave the others waiting for theirs.
 
 ``multiprocessing.Pool`` replaces dead workers but never fails the task they
-held; the watcher is what turns that hang into an error. Private attributes of
-the pool are read only through :mod:`._mp_private`.
+held; these looks are what turn that hang into an error. No thread of its
+own: a pool's start and stop cost what ``multiprocessing.Pool``'s do, plus
+the workers' orphan guards. Private attributes of the pool are read only
+through :mod:`._mp_private`.
 """
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import contextlib
+import functools
 import multiprocessing
 import os
 import select
@@ -51,8 +58,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
 from typing import Any, Final, cast, final
@@ -63,25 +69,22 @@ from .._errors import WorkerCrashedError
 from .._serialize import dumps, dumps_function, exception_from_envelope, loads
 from . import _mp_private
 from ._base import BackendOptions, Chunk, Hooks
-from ._result_reader import ResultReader
+from ._result_reader import ResultReader, readable
 from ._task_channel import TaskChannel
 
 __all__ = ("Backend",)
 
 #: How long a dead worker's chunk waits for a result already in the result queue.
 CRASH_GRACE: Final = 0.25
-#: Longest sleep of the watcher between looks at the pool's worker list and acks.
+#: Longest wait between looks at the pool's worker list and acks.
 POLL: Final = 0.05
-#: Bytes of acks found at one wake above which acks wake the watcher themselves
+#: Bytes of acks found at one look above which acks wake a waiter themselves
 #: (at most POLL seconds of them must fit in the pipe, 64 KiB on Linux, 16 KiB
 #: at first on macOS; an ack is 29 bytes).
 ACK_BUSY: Final = 4096
-#: How often the watcher looks at a worker that ended but is not reaped yet.
+#: How often a worker that ended but is not reaped yet is looked at.
 DYING_POLL: Final = 0.01
-#: How often the watcher looks at the workers once the pool is closed and no
-#: job is left (they are about to exit).
-QUIET_POLL: Final = 0.1
-#: Most bytes of acks the watcher takes from the pipe at once.
+#: Most bytes of acks taken from the pipe at once.
 ACK_READ: Final = 1 << 16
 _ACK_LENGTH: Final = struct.Struct("!i")
 #: After a worker died: how long a queue lock may stay held with no live holder
@@ -90,7 +93,7 @@ STALL: Final = 0.5
 #: How many ended workers' exit codes are remembered (a dead lock holder is
 #: looked up here moments after it ended).
 _GONE_KEPT: Final = 256
-#: How long the watcher lets multiprocessing.Pool read a dead worker's status first.
+#: How long multiprocessing.Pool is let read a dead worker's status first.
 REAP_WAIT: Final = 0.3
 
 
@@ -128,17 +131,6 @@ class Backend:
         self._ended = False
         init_blob = dumps_function(options.initializer) if options.initializer else None
         args_blob = dumps(tuple(options.initargs)) if options.initializer else None
-        self._channel = TaskChannel(context, _chunk_id_of)
-        self._results = ResultReader()
-        self._pool: Pool = _mp_private.pool_with_task_channel(
-            self._channel,
-            self._results,
-            settings.workers,
-            _worker.init_process_worker,
-            (self._ack_writer, os.getpid(), init_blob, args_blob),
-            options.max_tasks_per_worker,
-            context,
-        )
         self.can_kill = True
         self._holding: dict[int, int] = {}  # pid -> id of the chunk it took last
         self._procs: dict[int, BaseProcess] = {}
@@ -157,34 +149,32 @@ class Backend:
         self._closing = False
         self._result_lock_held_since: float | None = None
         self._stop = threading.Event()
-        self._looking = threading.Lock()  # held by the watcher while it acts on what it saw
+        self._looking = threading.Lock()  # held while looking at the workers
+        self._looker: int | None = None  # the thread that holds _looking, while it looks
         self._watched: dict[int, int] = {}  # sentinel -> pid, of workers not seen ending yet
-        self._acks_polled = False  # whether acks wake the watcher (see _look_before)
-        self._acks_busy = False  # the last wake found many acks
+        self._acks_busy = False  # the last look found many acks
         self._to_kill: list[tuple[int, int]] = []  # (pid, chunk id) of doomed chunks taken
-        self._quiet = False  # closed with no job left: sentinels are looked at, not polled
-        # Closed at terminate(): wakes the watcher, to end.
-        wake_r, self._wake_fd = os.pipe()
-        self._close_wake = weakref.finalize(self, os.close, self._wake_fd)
-        # The watcher holds the backend weakly while it waits: a backend that
+        self._due = 0.0  # when the next look is due, even if nothing wakes a waiter
+        self._pool_made = False  # the result thread may wait before the pool is made
+        # The pool's result thread watches the workers whenever it waits for a
+        # result. It holds this backend weakly while it waits: a backend that
         # was terminated (or closed and never joined) is freed, with its pool
-        # and named semaphores, as soon as its executor is. Nobody joins it:
-        # it ends on its own, closing its pipes' read ends.
-        self._watcher_ended = threading.Event()
-        args = (weakref.ref(self), self._ack_reader, wake_r, self._watcher_ended)
-        if sys.version_info >= (3, 13):
-            # A plain thread: threading.Thread.start() waits until the new
-            # thread has run, a hand-off that cost a pool's start 0.4-0.6 ms.
-            self._watcher_ident = _thread.start_new_thread(_watch, args)
-        else:
-            # Before 3.13, a plain thread that runs callbacks calling
-            # threading.current_thread() (logging does) leaves a dummy Thread
-            # in threading's table for good.
-            watcher = threading.Thread(
-                target=_watch, args=args, name="parallelkit-process-watcher", daemon=True
-            )
-            watcher.start()
-            self._watcher_ident = watcher.ident
+        # and named semaphores, as soon as its executor is.
+        ref: weakref.ref[Backend] = weakref.ref(self)
+        self._results = ResultReader(
+            functools.partial(_wait_for_result, ref), functools.partial(_tick, ref)
+        )
+        self._channel = TaskChannel(context, _chunk_id_of)
+        self._pool: Pool = _mp_private.pool_with_task_channel(
+            self._channel,
+            self._results,
+            settings.workers,
+            _worker.init_process_worker,
+            (self._ack_writer, os.getpid(), init_blob, args_blob),
+            options.max_tasks_per_worker,
+            context,
+        )
+        self._pool_made = True
         _live.add(self)
 
     # -- the protocol -------------------------------------------------------------------
@@ -241,18 +231,16 @@ class Backend:
             os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
-        # From now on the pool's threads end on their own. The watcher is not
-        # woken: waking it would take the GIL from this thread; it goes quiet
-        # the next time it wakes (see _look_after).
-        self._closing = True
+        self._closing = True  # from now on the pool's threads end on their own
         self._pool.close()
 
     def join(self) -> None:
+        self._watch_until_ended()
         self._pool.join()
         self.terminate()  # runs the pool's finalizer now; the workers have exited
 
     def terminate(self) -> None:
-        self._stop.set()  # the watcher acts no more: it looks at this under _looking
+        self._stop.set()  # no look acts any more: each looks at this under _looking
         # One caller at a time: the pool's finalizer must not run twice at once
         # (it takes the task queue's lock and never gives it back). While the
         # interpreter finalizes, a thread frozen mid-terminate may hold the lock
@@ -263,22 +251,20 @@ class Backend:
         try:
             if self._ended:
                 return
-            # While the pool's parts are closed, the watcher is held between two
-            # looks; it is woken to end only then, so that it does not take the
-            # GIL from this thread meanwhile.
-            with self._watcher_held():
-                if self._deaths:
-                    # A dead worker may hold a queue's lock, which the pool's own
-                    # shutdown needs: stop every worker, then no holder is alive.
-                    self._kill_workers(wait=1.0)
-                    _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
-                    _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
-                self._pool.terminate()
-                _mp_private.close_pipes(self._pool)
-                self._channel.close()
-            self._close_wake()  # the watcher wakes: its end of the pipe reads as closed
-            with contextlib.suppress(OSError):
-                self._ack_writer.close()
+            with self._looks_held():
+                pass  # a look under way ends first; none begins after _stop was set
+            if self._deaths:
+                # A dead worker may hold a queue's lock, which the pool's own
+                # shutdown needs: stop every worker, then no holder is alive.
+                self._kill_workers(wait=1.0)
+                _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
+                _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
+            self._pool.terminate()  # joins the result thread (unless it is this one)
+            _mp_private.close_pipes(self._pool)
+            self._channel.close()
+            for conn in (self._ack_writer, self._ack_reader):
+                with contextlib.suppress(OSError):
+                    conn.close()
             self._ended = True
         finally:
             self._ending.release()
@@ -290,28 +276,37 @@ class Backend:
                 if wait:
                     proc.join(wait)
 
-    # -- the watcher --------------------------------------------------------------------
+    # -- the looks ----------------------------------------------------------------------
 
     def _forget(self, chunk: Chunk) -> None:
         handle = chunk.handle
         if handle is not None:
             _mp_private.forget(self._pool, handle)  # type: ignore[arg-type]
 
-    def _watcher_held(self) -> contextlib.AbstractContextManager[object]:
-        """Hold the watcher between two looks (it looks only while holding :attr:`_looking`).
+    def _looks_held(self) -> contextlib.AbstractContextManager[object]:
+        """Hold :attr:`_looking`, which every look holds.
 
-        Not from the watcher itself (a callback it ran may terminate), nor at
-        interpreter exit, where a daemon thread may be frozen holding the lock.
+        Not from the thread that is looking (a callback it ran may terminate),
+        nor at interpreter exit, where a thread may be frozen holding the lock.
         """
-        if threading.get_ident() == self._watcher_ident or sys.is_finalizing():
+        if threading.get_ident() == self._looker or sys.is_finalizing():
             return contextlib.nullcontext()
         return self._looking
 
-    def _look_before(self, poller: select.poll) -> float | None:
-        """Start polling new workers' sentinels; return the poll timeout, None to stop."""
+    def _plan(self, fd: int | None) -> tuple[select.poll, float] | None:
+        """What to wait for: ``fd`` (if given), workers' exits, maybe acks; None once stopped.
+
+        Returns:
+            A poll object and its timeout in seconds.
+        """
         with self._looking:
             if self._stop.is_set():
                 return None
+            poller = select.poll()
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
+            if not self._pool_made:
+                return poller, POLL
             for proc in _mp_private.workers(self._pool):
                 # A reaped worker stays in the pool's list until the pool's
                 # maintenance thread (which stops at close()) removes it.
@@ -319,93 +314,85 @@ class Backend:
                 if pid is not None and pid not in self._procs and pid not in self._gone:
                     self._procs[pid] = proc
                     self._watched[proc.sentinel] = pid
-                    if not self._quiet:
-                        poller.register(proc.sentinel, select.POLLIN)
-            # Acks are read at every wake; they wake the watcher themselves
-            # only when they come fast or a chunk must be stopped once taken.
-            prompt = self._acks_busy or bool(self._doomed)
-            if prompt != self._acks_polled:
-                if prompt:
-                    poller.register(self._ack_reader.fileno(), select.POLLIN)
-                else:
-                    poller.unregister(self._ack_reader.fileno())
-                self._acks_polled = prompt
-            if self._going_quiet():
-                # Closed with nothing left to run: the workers are about to
-                # exit, and waking as each one does would take the GIL from
-                # the join. Their sentinels are looked at every QUIET_POLL
-                # instead, so a death that leaves a queue's lock held is
-                # still repaired (see _check_task_channel).
-                self._quiet = True
-                for fd in self._watched:
-                    poller.unregister(fd)
-            if self._dying:
-                return DYING_POLL
-            return QUIET_POLL if self._quiet else POLL
+            # An ended worker's sentinel stays ready until the worker is reaped:
+            # waited on again, it would spin. It is looked at every DYING_POLL
+            # once it fired (see _exitcode).
+            for sentinel in self._watched:
+                poller.register(sentinel, select.POLLIN)
+            # Acks are read at every look; they wake a waiter themselves only
+            # when they come fast or a chunk must be stopped once taken.
+            if self._acks_busy or self._doomed:
+                poller.register(self._ack_reader.fileno(), select.POLLIN)
+            return poller, max(0.0, self._due - time.monotonic()) if self._due else POLL
 
-    def _look_after(self, poller: select.poll, events: list[tuple[int, int]], wake: int) -> bool:
-        """Act on what the poll saw; return False once there is nothing left to watch."""
+    def _look(self, events: list[tuple[int, int]], fd: int | None) -> None:
+        """Act on what a poll saw besides ``fd``, and on what is due by now."""
         with self._looking:
-            if self._stop.is_set():
-                return False
-            if self._going_quiet() and not self._dying:
-                # The first wake after close() with no job left, most likely by
-                # the first worker to exit: the workers are looked at quietly
-                # from the next look on (see _look_before), and this wake takes
-                # the GIL from the threads that join the pool no longer than
-                # it must. What woke it is seen by that next look.
-                return True
-            reader = self._ack_reader.fileno()
-            ready: set[int] = set()
-            acks = False
-            if self._quiet and self._watched:
-                events = events + _ready_now(self._watched)
-            for fd, _ in events:
-                if fd == reader:
-                    acks = True
-                    continue
-                if fd == wake:  # its write end was closed: the backend is being stopped
-                    poller.unregister(fd)
-                    continue
-                # An ended worker's sentinel stays ready until the pool reaps
-                # it: polled again, it would spin, taking the GIL from the
-                # threads that reap. It is looked at every DYING_POLL from now on.
-                with contextlib.suppress(KeyError):
-                    poller.unregister(fd)
-                if self._watched.pop(fd, None) is not None:
-                    ready.add(fd)
-            # Every ack written before a death is read before the death is judged.
-            if acks or self._ack_reader.poll():
-                self._acks_busy = self._read_acks() >= ACK_BUSY
-            else:
-                self._acks_busy = False
-            self._reap(ready)
-            for fd in [fd for fd, pid in self._watched.items() if pid not in self._procs]:
-                del self._watched[fd]  # reaped by the pool before its sentinel was seen
-                if not self._quiet:
-                    poller.unregister(fd)
-            self._judge_suspects()
-            if self._gone:
-                self._check_task_channel()
-            if self._deaths:
-                self._check_result_channel()
-            return not self._all_ended()
+            if self._stop.is_set() or not self._pool_made:
+                return
+            self._looker = threading.get_ident()
+            try:
+                self._look_held(events, fd)
+            finally:
+                self._looker = None
+                self._due = time.monotonic() + (DYING_POLL if self._dying else POLL)
 
-    def _going_quiet(self) -> bool:
-        """Closed with no job left, and not quiet yet."""
-        return not self._quiet and self._closing and not _mp_private.pending_jobs(self._pool)
+    def _look_held(self, events: list[tuple[int, int]], fd: int | None) -> None:
+        reader = self._ack_reader.fileno()
+        ready: set[int] = set()
+        acks = False
+        for event_fd, _ in events:
+            if event_fd == fd:
+                continue
+            if event_fd == reader:
+                acks = True
+            elif self._watched.pop(event_fd, None) is not None:
+                ready.add(event_fd)
+        # Every ack written before a death is read before the death is judged.
+        if acks or self._ack_reader.poll():
+            self._acks_busy = self._read_acks() >= ACK_BUSY
+        else:
+            self._acks_busy = False
+        self._reap(ready)
+        for sentinel in [s for s, pid in self._watched.items() if pid not in self._procs]:
+            del self._watched[sentinel]  # reaped by the pool before its sentinel was seen
+        self._judge_suspects()
+        if self._gone:
+            self._check_task_channel()
+        if self._deaths:
+            self._check_result_channel()
+
+    def _watch_until_ended(self) -> None:
+        """In ``join()``: look after the workers until every one has ended.
+
+        The pool is closed and no job is left; the pool's result thread has
+        ended or is about to. A worker killed now while it waits for the word
+        to exit keeps the task channel's lock, and the others would never get
+        theirs (and ``join()`` would wait for ever): the looks release it.
+        """
+        while not self._all_ended():
+            plan = self._plan(None)
+            if plan is None:
+                return
+            poller, timeout = plan
+            self._look(poller.poll(1000 * max(timeout, 0.0)), None)
 
     def _all_ended(self) -> bool:
-        """Closed, and every worker has ended: nothing is left to watch.
-
-        A pool closed with no job left lets its workers go; nobody may ever
-        join it, so the watcher ends here rather than at ``terminate()``.
-        """
+        """Closed, and every worker has ended: nothing is left to watch."""
         if not self._closing or self._suspects or _mp_private.maintainer_alive(self._pool):
             return False
         return all(
             proc.pid is None or proc.pid in self._gone for proc in _mp_private.workers(self._pool)
         )
+
+    def _give_up_on_cut_result(self) -> None:
+        """The result thread stops reading: a dead worker cut a result short."""
+        self._hooks.broken(
+            RuntimeError(
+                "a worker died while writing a result and left the pool's result channel unreadable"
+            )
+        )
+        self._stop.set()
 
     def _read_acks(self) -> int:
         """Take every ack waiting in the pipe, in large reads, and act on each.
@@ -480,7 +467,8 @@ class Backend:
         ``multiprocessing.Pool`` reaps its workers itself every 0.1 s; reading
         the status here as well would race with it (under forkserver the loser
         reads 255), so the pool's reading is used, and this thread reads the
-        status itself only if the pool has not within :data:`REAP_WAIT`.
+        status itself only if the pool has not within :data:`REAP_WAIT`, or
+        once the pool's maintenance thread has ended (after ``close()``).
         """
         code = _mp_private.reaped_exitcode(proc)
         if code is not None:
@@ -488,9 +476,9 @@ class Backend:
         if proc.sentinel not in ready and pid not in self._dying:
             return None
         first = self._dying.setdefault(pid, now)
-        if now - first < REAP_WAIT:
+        if now - first < REAP_WAIT and _mp_private.maintainer_alive(self._pool):
             return None
-        return proc.exitcode
+        return proc.exitcode  # None for a moment after the sentinel fired: looked at again
 
     def _reap(self, ready: set[Any]) -> None:
         now = time.monotonic()
@@ -566,15 +554,6 @@ class Backend:
         reads garbage and stops: then nothing can arrive any more, and the
         executor is marked broken instead of waiting forever.
         """
-        if not self._closing and not _mp_private.result_reader_alive(self._pool):
-            self._hooks.broken(
-                RuntimeError(
-                    "a worker died while writing a result and left the pool's result channel "
-                    "unreadable"
-                )
-            )
-            self._stop.set()
-            return
         now = time.monotonic()
         lock = _mp_private.outqueue_lock(self._pool)
         if not _mp_private.lock_held(lock):
@@ -635,56 +614,72 @@ _live: weakref.WeakSet[Backend] = weakref.WeakSet()
 
 @atexit.register
 def _quiet_at_exit() -> None:
-    """At interpreter exit, stop every watcher before multiprocessing's own exit hook.
+    """At interpreter exit, stop every backend's looks before multiprocessing's own exit hook.
 
     That hook (registered earlier, so run later) terminates the pools of
-    executors still open; their watchers must not take it for a failure.
+    executors still open; their looks must not take it for a failure.
     """
     for backend in list(_live):
         backend._stop.set()  # pyright: ignore[reportPrivateUsage]
 
 
-def _watch(
-    ref: weakref.ref[Backend], reader: Connection, wake: int, ended: threading.Event
-) -> None:
-    """The watcher thread: poll the workers' sentinels and the wake pipe, then look.
+def _wait_for_result(ref: weakref.ref[Backend], fd: int, started: bool) -> None:
+    """Wait until the result pipe ``fd`` can be read, looking after the workers meanwhile.
 
-    The backend is held only while the watcher acts on what it saw, never
-    while it waits; the read ends of the ack and wake pipes are closed here,
-    as the thread ends.
+    Called by :class:`ResultReader` in the pool's result thread whenever the
+    pipe is empty. The backend is held only while it looks, never while the
+    thread waits. Once the backend is stopped or gone, only the pipe is waited for.
+
+    Raises:
+        EOFError: ``started`` (part of a message came) and the rest will not
+            come: a worker died while writing it.
     """
-    poller = select.poll()
-    poller.register(wake, select.POLLIN)
-    try:
-        while True:
-            backend = ref()
-            timeout = None if backend is None else backend._look_before(poller)  # pyright: ignore[reportPrivateUsage]
-            if timeout is None:
-                return
-            del backend
-            events = poller.poll(1000 * timeout)
-            backend = ref()
-            if backend is None or not backend._look_after(poller, events, wake):  # pyright: ignore[reportPrivateUsage]
-                return
-            del backend
-    except ReferenceError:  # the engine is gone: nobody is left to tell
-        pass
-    except (OSError, EOFError, ValueError):
+    while True:
         backend = ref()
-        if backend is not None and not backend._stop.is_set():  # pyright: ignore[reportPrivateUsage]
-            raise  # else: stopped from a callback it was running
-    finally:
-        reader.close()
-        os.close(wake)
-        ended.set()
+        plan = None if backend is None else backend._plan(fd)  # pyright: ignore[reportPrivateUsage]
+        if backend is None or plan is None:
+            if backend is not None:
+                backend._results.wait_alone(fd, started)  # pyright: ignore[reportPrivateUsage]
+            else:
+                readable(fd, None)
+            return
+        results = backend._results  # pyright: ignore[reportPrivateUsage]
+        poller, timeout = plan
+        del backend
+        events = poller.poll(1000 * timeout)
+        backend = ref()
+        if backend is None:
+            continue
+        got = any(event_fd == fd for event_fd, _ in events)
+        if len(events) > got or time.monotonic() >= backend._due:  # pyright: ignore[reportPrivateUsage]
+            _look_from_result_thread(backend, events, fd)
+        if started and results.suspect:
+            backend._give_up_on_cut_result()  # pyright: ignore[reportPrivateUsage]
+            raise EOFError("a worker died while writing a result; the rest never came")
+        if got:
+            return
+        del backend
 
 
-def _ready_now(fds: Iterable[int]) -> list[tuple[int, int]]:
-    """Poll ``fds`` without waiting (select() cannot take descriptors above 1023)."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return poller.poll(0)
+def _tick(ref: weakref.ref[Backend]) -> None:
+    """Before each result: look after the workers if a look is due."""
+    backend = ref()
+    if backend is not None and time.monotonic() >= backend._due:  # pyright: ignore[reportPrivateUsage]
+        plan = backend._plan(None)  # pyright: ignore[reportPrivateUsage]
+        if plan is not None:
+            _look_from_result_thread(backend, plan[0].poll(0), None)
+
+
+def _look_from_result_thread(
+    backend: Backend, events: list[tuple[int, int]], fd: int | None
+) -> None:
+    try:
+        backend._look(events, fd)  # pyright: ignore[reportPrivateUsage]
+    except ReferenceError:  # the engine is gone: nobody is left to tell
+        backend._stop.set()  # pyright: ignore[reportPrivateUsage]
+    except (OSError, EOFError, ValueError):
+        if not backend._stop.is_set():  # pyright: ignore[reportPrivateUsage]
+            raise  # else: stopped from a callback the look ran; its pipes were closed
 
 
 def _chunk_id_of(task: object) -> int:

@@ -1,72 +1,120 @@
-"""How the pool's result thread reads results, without waiting for ever on a cut one.
+"""How the pool's result thread reads results, and waits between them.
 
 ``multiprocessing.Pool``'s result thread reads each result from one pipe:
 a 4-byte length, then that many bytes. A worker killed half-way through
 writing a large result leaves a message that never ends, and the thread
 waits for the missing bytes for ever — and with it the pool's ``join()`` and
-``terminate()``::
+``terminate()``. This reader reads the pipe without blocking; whenever
+nothing is there it calls a ``wait`` function, which is where the process
+backend looks after its workers (see :mod:`._process`)::
 
     worker ── result queue (length | body) ──▶ ResultReader.get(), in the pool's result thread
-                                                  │ body bytes overdue and the
-                                                  │ watcher marked the channel
-                                                  ▼ suspect (a writer died holding it)
-                                               EOFError: the result thread ends quietly,
-                                               the watcher marks the executor broken
+                                                  │ nothing to read
+                                                  ▼
+                                               wait(fd, started): watches the workers
+                                               until the pipe is readable; raises
+                                               EOFError once a cut message is overdue
+                                               on a suspect pipe (a writer died in it)
+                                                  │
+                                                  ▼ EOFError: the result thread ends quietly
 
-A reader between messages waits as before: the pool's shutdown writes a
-sentinel that wakes it.
+Without a ``wait`` function a reader waits for the pipe alone, and gives up
+on a message cut short once :attr:`ResultReader.suspect` is set.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import select
 import struct
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from ._task_channel import read_exactly
+__all__ = ("ResultReader", "readable")
 
-__all__ = ("ResultReader",)
-
-#: How often a reader in the middle of a message looks whether it should give up.
+#: How often a reader without a watcher looks whether it should give up.
 LOOK: Final = 0.1
 _LENGTH: Final = struct.Struct("!i")
 _LONG_LENGTH: Final = struct.Struct("!Q")
-_PIPE: Final = "result pipe"
+#: Most bytes taken from the pipe at once.
+_READ_CAP: Final = 1 << 20
+
+
+def readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` can be read (or is closed) within ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else 1000 * timeout))
 
 
 class ResultReader:
-    """Reads ``multiprocessing.connection`` messages from the pool's result pipe."""
+    """Reads ``multiprocessing.connection`` messages from the pool's result pipe.
 
-    def __init__(self) -> None:
+    Args:
+        wait: Called with the pipe's descriptor and whether part of a message
+            has come, whenever nothing is there to read; returns once there
+            is, and raises EOFError to give up on the message.
+        tick: Called before each message (looks at the workers fall due even
+            while results never stop coming).
+    """
+
+    def __init__(
+        self,
+        wait: Callable[[int, bool], None] | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         self._conn: Connection | None = None
-        #: Set by the watcher once a worker died while holding the result pipe.
+        self._wait = wait if wait is not None else self.wait_alone
+        self._tick = tick
+        #: Set once a worker died while holding the result pipe.
         self.suspect = False
 
     def attach(self, conn: Connection) -> None:
-        """Read from ``conn`` (the read end of the pool's result queue)."""
+        """Read from ``conn`` (the read end of the pool's result queue).
+
+        Its descriptor is made non-blocking: the pool's workers only write
+        to the pipe, and only this reader reads it.
+        """
+        os.set_blocking(conn.fileno(), False)
         self._conn = conn
 
     def get(self) -> Any:
-        """Read and unpickle one message; EOFError once a cut message is overdue."""
+        """Read and unpickle one message.
+
+        Raises:
+            EOFError: The pipe was closed, or a cut message is overdue.
+        """
         conn = self._conn
         assert conn is not None
+        if self._tick is not None:
+            self._tick()
         fd = conn.fileno()
-        size = _LENGTH.unpack(read_exactly(fd, _LENGTH.size, _PIPE, self._await_rest))[0]
+        size = _LENGTH.unpack(self._read(fd, _LENGTH.size, False))[0]
         if size == -1:
-            size = _LONG_LENGTH.unpack(read_exactly(fd, _LONG_LENGTH.size, _PIPE, self._await))[0]
-        body = read_exactly(fd, size, _PIPE, self._await)
+            size = _LONG_LENGTH.unpack(self._read(fd, _LONG_LENGTH.size, True))[0]
+        body = self._read(fd, size, True)
         self.suspect = False  # a whole message came: the pipe is in step again
         return pickle.loads(body)
 
-    def _await_rest(self, started: bool) -> None:
-        """Between messages wait as long as it takes; inside one, see :meth:`_await`."""
-        if started:
-            self._await(started)
+    def _read(self, fd: int, size: int, started: bool) -> bytes:
+        parts: list[bytes] = []
+        left = size
+        while left:
+            try:
+                part = os.read(fd, min(left, _READ_CAP))
+            except BlockingIOError:
+                self._wait(fd, started or bool(parts))
+                continue
+            if not part:
+                raise EOFError("the result pipe was closed")
+            parts.append(part)
+            left -= len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _await(self, started: bool) -> None:
-        """Wait for more of a message; give up once it is overdue on a suspect pipe."""
-        assert self._conn is not None
-        while not self._conn.poll(LOOK):
-            if self.suspect:
+    def wait_alone(self, fd: int, started: bool) -> None:
+        """Wait for the pipe; give up once a message is overdue on a suspect pipe."""
+        while not readable(fd, LOOK):
+            if started and self.suspect:
                 raise EOFError("a worker died while writing a result; the rest never came")

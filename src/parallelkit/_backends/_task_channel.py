@@ -19,7 +19,7 @@ pipe and makes both repairable::
         3. reads the body, acks b"S"(pid, chunk id, time) to the parent;
         4. clears the record, releases the lock, unpickles the task.
 
-    parent (the process backend's watcher), when the lock is held:
+    parent (the process backend's looks at its workers), when the lock is held:
         - by a pid that has died: release the lock for it; if the record
           holds a chunk that was never acked, that chunk is lost: fail it;
         - with no pid recorded for a long time (the holder died in the
