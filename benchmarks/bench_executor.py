@@ -166,6 +166,7 @@ class Section:
     key: str
     title: str
     build: Callable[[Config, Resources], list[Case]]
+    rounds: int = 1  # timed rounds: this many times the run's --repeat
 
 
 def close_mp_pool(pool: MpPool) -> None:
@@ -549,6 +550,11 @@ def tiny_serial(cfg: Config, res: Resources) -> list[Case]:
 
 # -- start + stop -----------------------------------------------------------------------
 
+#: A start + stop row's rounds, in multiples of --repeat: each round is one fresh
+#: interpreter, and its figure swings with the machine's state more than a
+#: throughput row's does.
+START_ROUNDS = 2
+
 FIRST = list(range(2 * WORKERS))
 FIRST_RESULT = [x + 1 for x in FIRST]
 
@@ -847,8 +853,10 @@ def sections(cfg: Config) -> list[Section]:
             Section(
                 f"start-{method}",
                 f"Start + stop, {method}: {WORKERS} workers, map {len(FIRST)} items, close, join; "
-                f"fresh interpreters, later pools = median of the {cfg.cycles} after the first",
+                f"{START_ROUNDS * cfg.repeat} fresh interpreters a row, later pools = median of "
+                f"the {cfg.cycles} after the first",
                 start_stop(method),
+                START_ROUNDS,
             )
             for method in START_METHODS
         ),
@@ -1095,7 +1103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not cases:
                 continue
             progress(f"{section.title}")
-            measure(section, cases, cfg.repeat)
+            measure(section, cases, section.rounds * cfg.repeat)
         tables += table(section, cases, verdicts)
     out += [f"load average at end: {load()}; {time.perf_counter() - began:.0f} s in all", "```", ""]
     out += tables

@@ -52,6 +52,7 @@ __all__ = (
     "close_pipes",
     "forget",
     "inqueue_lock",
+    "join_maintainer",
     "lock_held",
     "maintainer_alive",
     "outqueue_lock",
@@ -192,6 +193,17 @@ def maintainer_alive(pool: Pool) -> bool:
     """Whether the pool's worker-maintenance thread still runs (may start workers)."""
     thread = getattr(pool, "_worker_handler", None)
     return thread is not None and bool(thread.is_alive())  # pyright: ignore[reportUnknownMemberType]
+
+
+def join_maintainer(pool: Pool) -> None:
+    """Wait for the pool's worker-maintenance thread to end (after ``close()``).
+
+    It ends once no job is left, as ``Pool.join()`` expects before it waits
+    for the workers.
+    """
+    thread = getattr(pool, "_worker_handler", None)
+    if thread is not None:
+        thread.join()  # pyright: ignore[reportUnknownMemberType]
 
 
 def preload_in_forkserver(module: str) -> None:

@@ -84,6 +84,8 @@ POLL: Final = 0.05
 ACK_BUSY: Final = 4096
 #: How often a worker that ended but is not reaped yet is looked at.
 DYING_POLL: Final = 0.01
+#: How often an ended worker's status is read again while it finishes exiting.
+EXIT_WAIT: Final = 0.0002
 #: Most bytes of acks taken from the pipe at once.
 ACK_READ: Final = 1 << 16
 _ACK_LENGTH: Final = struct.Struct("!i")
@@ -235,6 +237,9 @@ class Backend:
         self._pool.close()
 
     def join(self) -> None:
+        # No job is left: the pool's maintenance thread ends at once, and from
+        # then on the workers' exit statuses are read here, without waiting.
+        _mp_private.join_maintainer(self._pool)
         self._watch_until_ended()
         self._pool.join()
         self.terminate()  # runs the pool's finalizer now; the workers have exited
@@ -476,9 +481,17 @@ class Backend:
         if proc.sentinel not in ready and pid not in self._dying:
             return None
         first = self._dying.setdefault(pid, now)
-        if now - first < REAP_WAIT and _mp_private.maintainer_alive(self._pool):
-            return None
-        return proc.exitcode  # None for a moment after the sentinel fired: looked at again
+        if _mp_private.maintainer_alive(self._pool):
+            return proc.exitcode if now - first >= REAP_WAIT else None
+        # Nobody else reads it now. The sentinel fires as the worker's files
+        # close, a moment before its status can be read: wait that moment
+        # here rather than a DYING_POLL.
+        deadline = now + DYING_POLL
+        code = proc.exitcode
+        while code is None and time.monotonic() < deadline:
+            time.sleep(EXIT_WAIT)
+            code = proc.exitcode
+        return code
 
     def _reap(self, ready: set[Any]) -> None:
         now = time.monotonic()
