@@ -302,7 +302,7 @@ def test_bad_value_in_context_names_the_context() -> None:
 
 
 def test_explicit_config_file_root_keys_are_read_by_the_subset_reader(tmp_path: Path) -> None:
-    parsed = _parse_toml_subset('backend = "serial"\n', tmp_path / "x.toml", read_root=True)
+    parsed = _parse_toml_subset('backend = "serial"\n', str(tmp_path / "x.toml"), read_root=True)
     assert parsed == {"backend": "serial"}
 
 
@@ -339,7 +339,7 @@ def test_toml_subset_reader_reads_the_parallelkit_table(tmp_path: Path) -> None:
         "start_method = 'spawn'\n\n[tool.other]\nx = [1, 2]\n"
     )
     parsed = _parse_toml_subset(
-        'requires = ["setuptools"]\n' + text, tmp_path / "pyproject.toml", read_root=False
+        'requires = ["setuptools"]\n' + text, str(tmp_path / "pyproject.toml"), read_root=False
     )
     assert parsed == {
         "tool": {
@@ -356,5 +356,5 @@ def test_toml_subset_reader_reads_the_parallelkit_table(tmp_path: Path) -> None:
 def test_toml_subset_reader_rejects_what_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="line 2"):
         _parse_toml_subset(
-            "[tool.parallelkit]\nworkers = [1]\n", tmp_path / "x.toml", read_root=True
+            "[tool.parallelkit]\nworkers = [1]\n", str(tmp_path / "x.toml"), read_root=True
         )

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import multiprocessing
 import os
 import re
 import stat
 import sys
 from collections.abc import Generator, Mapping
-from pathlib import Path
 from types import MappingProxyType
-from typing import Final, cast, final
+from typing import Final, NamedTuple, cast, final
 
 from ._backends._registry import backend_names
 from ._errors import ConfigError
@@ -53,9 +51,10 @@ _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
 
 @final
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The resolved configuration an Executor, Pool or channel is built with.
+
+    An immutable named tuple.
 
     Attributes:
         backend: ``"process"``, ``"thread"``, ``"serial"`` (or another
@@ -199,7 +198,7 @@ def config(
 _file_cache: dict[tuple[str, float], dict[str, object]] = {}
 
 
-def _find_config_file() -> tuple[Path, bool, float] | None:
+def _find_config_file() -> tuple[str, bool, float] | None:
     """Return (path, explicit, modification time) of the config file in force, or None.
 
     One ``stat`` per folder from the working directory up: this runs for
@@ -213,13 +212,13 @@ def _find_config_file() -> tuple[Path, bool, float] | None:
                 f"PARALLELKIT_CONFIG names {named!r}, which is not a file; "
                 "point it at a TOML file or unset it"
             )
-        return Path(named), True, found
+        return named, True, found
     folder = os.getcwd()
     while True:
         candidate = os.path.join(folder, "pyproject.toml")
         found = _file_mtime(candidate)
         if found is not None:
-            return Path(candidate), False, found
+            return candidate, False, found
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
@@ -240,7 +239,7 @@ def _file_values() -> tuple[dict[str, object], str]:
     if found is None:
         return {}, ""
     path, explicit, mtime = found
-    key = (str(path), mtime)
+    key = (path, mtime)
     cached = _file_cache.get(key)
     if cached is None:
         cached = _read_settings(path, explicit)
@@ -249,13 +248,14 @@ def _file_values() -> tuple[dict[str, object], str]:
     return cached, f"config file {path}"
 
 
-def _read_settings(path: Path, explicit: bool) -> dict[str, object]:
+def _read_settings(path: str, explicit: bool) -> dict[str, object]:
     """Read the settings of a config file, checked against the known keys.
 
     They are its ``[tool.parallelkit]`` table, or its top level when
     PARALLELKIT_CONFIG names the file.
     """
-    data = path.read_bytes()
+    with open(path, "rb") as file:
+        data = file.read()
     if not explicit and not _may_hold_our_table(data):
         return {}  # a project file with no [tool.parallelkit]: no need to parse it
     document = _parse_toml(data, path, explicit)
@@ -279,7 +279,7 @@ def _read_settings(path: Path, explicit: bool) -> dict[str, object]:
     return settings
 
 
-def _parse_toml(data: bytes, path: Path, explicit: bool) -> dict[str, object]:
+def _parse_toml(data: bytes, path: str, explicit: bool) -> dict[str, object]:
     if sys.version_info >= (3, 11):
         import tomllib
 
@@ -343,7 +343,7 @@ def _may_hold_our_table(data: bytes) -> bool:
 _PAIR = re.compile(r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$")
 
 
-def _parse_toml_subset(text: str, path: Path, *, read_root: bool) -> dict[str, object]:
+def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, object]:
     """Read the ``[tool.parallelkit]`` table without tomllib.
 
     Python 3.10 has no TOML parser in its standard library and parallelkit
@@ -395,7 +395,7 @@ def _parse_toml_subset(text: str, path: Path, *, read_root: bool) -> dict[str, o
     return result
 
 
-def _toml_scalar(text: str, number: int, path: Path) -> object:
+def _toml_scalar(text: str, number: int, path: str) -> object:
     if text[:1] in ("'", '"'):
         end = text.find(text[0], 1)
         rest = text[end + 1 :].strip() if end > 0 else "?"

@@ -14,11 +14,10 @@ retried or how errors are raised: the engine does, once for every backend.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .._config import Settings
 
@@ -128,9 +127,8 @@ class Hooks(Protocol):
         """The workers cannot run anything (for example the initializer failed)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class BackendOptions:
-    """Executor options a backend honours."""
+class BackendOptions(NamedTuple):
+    """Executor options a backend honours (an immutable named tuple)."""
 
     initializer: Callable[..., object] | None = None
     initargs: Sequence[Any] = ()
