@@ -156,7 +156,9 @@ class Backend:
         self._watched: dict[int, int] = {}  # sentinel -> pid, of workers not seen ending yet
         self._acks_busy = False  # the last look found many acks
         self._to_kill: list[tuple[int, int]] = []  # (pid, chunk id) of doomed chunks taken
-        self._due = 0.0  # when the next look is due, even if nothing wakes a waiter
+        # When the next look is due, even if nothing wakes a waiter: a pool
+        # that starts, runs a little and stops within POLL needs none.
+        self._due = time.monotonic() + POLL
         self._pool_made = False  # the result thread may wait before the pool is made
         # The pool's result thread watches the workers whenever it waits for a
         # result. It holds this backend weakly while it waits: a backend that
@@ -328,7 +330,7 @@ class Backend:
             # when they come fast or a chunk must be stopped once taken.
             if self._acks_busy or self._doomed:
                 poller.register(self._ack_reader.fileno(), select.POLLIN)
-            return poller, max(0.0, self._due - time.monotonic()) if self._due else POLL
+            return poller, max(0.0, self._due - time.monotonic())
 
     def _look(self, events: list[tuple[int, int]], fd: int | None) -> None:
         """Act on what a poll saw besides ``fd``, and on what is due by now."""
@@ -374,7 +376,10 @@ class Backend:
         ended or is about to. A worker killed now while it waits for the word
         to exit keeps the task channel's lock, and the others would never get
         theirs (and ``join()`` would wait for ever): the looks release it.
+        Workers that all exit within POLL, as they do on the word, need none.
         """
+        if _all_exit_within(_mp_private.workers(self._pool), POLL):
+            return
         while not self._all_ended():
             plan = self._plan(None)
             if plan is None:
@@ -634,6 +639,25 @@ def _quiet_at_exit() -> None:
     """
     for backend in list(_live):
         backend._stop.set()  # pyright: ignore[reportPrivateUsage]
+
+
+def _all_exit_within(procs: list[BaseProcess], timeout: float) -> bool:
+    """Whether every one of ``procs`` ends (its sentinel fires) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    waiting: set[int] = set()
+    for proc in procs:
+        if proc.pid is not None:
+            waiting.add(proc.sentinel)
+            poller.register(proc.sentinel, select.POLLIN)
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        for fd, _ in poller.poll(1000 * left):
+            waiting.discard(fd)
+            poller.unregister(fd)
+    return True
 
 
 def _wait_for_result(ref: weakref.ref[Backend], fd: int, started: bool) -> None:
