@@ -6,6 +6,7 @@ If a Python version renames them, these tests fail before anything hangs.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
@@ -65,6 +66,53 @@ def test_a_pool_with_a_task_channel_runs_tasks_and_shuts_down() -> None:
         assert pool.apply_async(abs, (-3,)).get(20) == 3
     finally:
         pool.terminate()  # drains the channel with idle workers holding its lock
+        pool.join()
+        _mp_private.close_pipes(pool)
+        channel.close()
+
+
+def test_the_worker_maintenance_thread_does_not_wake_each_time_the_pool_runs_dry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # multiprocessing.Pool's job table wakes that thread each time it empties
+    # (once per job run one at a time); only after close() does it need to.
+    from parallelkit._backends._result_reader import ResultReader
+    from parallelkit._backends._task_channel import TaskChannel
+
+    looks = 0
+    maintain: Callable[..., Any] = getattr(Pool, "_maintain_pool")  # noqa: B009
+
+    def counting(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        return maintain(*args)
+
+    monkeypatch.setattr(Pool, "_maintain_pool", staticmethod(counting))
+    ctx = multiprocessing.get_context("spawn")
+    channel = TaskChannel(ctx, lambda task: 0)
+    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 2, None, (), None, ctx)
+    try:
+        # Every thread of the pool took the table that replaced the pool's own.
+        table = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        assert type(table).__name__ == "_QuietCache"  # pyright: ignore[reportUnknownArgumentType]
+        for thread, position in (
+            ("_worker_handler", 0),
+            ("_task_handler", 4),
+            ("_result_handler", 2),
+        ):
+            assert getattr(pool, thread)._args[position] is table, thread
+        assert pool.apply_async(abs, (-1,)).get(20) == 1
+        before = looks
+        for i in range(50):
+            assert pool.apply_async(abs, (-i,)).get(20) == i
+        assert looks - before < 5, f"{looks - before} looks for 50 jobs run one at a time"
+        # After close() the emptied table still wakes it, to end: join() returns.
+        last = pool.apply_async(time.sleep, (0.2,))
+        pool.close()
+        assert last.get(20) is None
+        pool.join()
+    finally:
+        pool.terminate()
         pool.join()
         _mp_private.close_pipes(pool)
         channel.close()

@@ -7,7 +7,11 @@ things the public API does not tell:
   worker that died (the pool replaces it but never fails the task it held);
 - ``pool._cache``: the pending results by job id; a job whose worker died
   stays there forever and would make ``close()`` + ``join()`` wait forever,
-  so it is removed once the engine has failed it;
+  so it is removed once the engine has failed it. The table itself is
+  replaced (in ``_get_sentinels``, before the pool's threads take it) by one
+  that writes to ``pool._change_notifier`` when it empties only once
+  ``pool._state`` is no longer ``RUN``: the pool's own wakes the
+  maintenance thread each time, for nothing while the pool runs;
 - ``Pool._get_sentinels``: overridden so that the pool's worker-maintenance
   thread no longer wakes for every result (it waits on worker exits and the
   pool's change notifier only);
@@ -44,7 +48,8 @@ These attributes have the same names and meaning on CPython 3.10 to 3.13;
 from __future__ import annotations
 
 import contextlib
-from multiprocessing.pool import AsyncResult, Pool
+import weakref
+from multiprocessing.pool import RUN, AsyncResult, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -89,9 +94,40 @@ class _ChannelPool(Pool):
         # so it wakes (and polls every worker) for each result that arrives,
         # and again while the result thread has not read it yet: busy work
         # that competes with the result thread for the GIL. Worker exits wake
-        # it through their own sentinels, an emptied cache and shutdown
-        # through the change notifier.
+        # it through their own sentinels, an emptied job table (after close())
+        # and shutdown through the change notifier.
+        #
+        # Pool.__init__ calls this once, after it made the job table and
+        # before it starts the threads that take it: the table is swapped here.
+        notifier = self._change_notifier  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        cache = self._cache  # type: ignore[has-type]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        if not cache and getattr(cache, "notifier", None) is notifier:  # pyright: ignore[reportUnknownArgumentType]
+            self._cache = _QuietCache(self, notifier)
         return [self._change_notifier._reader]  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+
+
+class _QuietCache(dict[int, Any]):
+    """The pool's job table, which wakes the maintenance thread only when it must.
+
+    ``multiprocessing.Pool``'s table writes to the change notifier each time
+    it empties, so that after ``close()`` the maintenance thread learns that
+    the last job is done and ends. While the pool runs, that thread goes on
+    anyway: each write only woke it to poll every worker and wait again, up
+    to once per chunk (the process backend sends each chunk as a job).
+    """
+
+    def __init__(self, pool: Pool, notifier: Any) -> None:
+        super().__init__()
+        self.notifier = notifier
+        self._pool = weakref.ref(pool)
+
+    def __delitem__(self, job: int) -> None:
+        super().__delitem__(job)
+        if not self:
+            pool = self._pool()
+            # close() sets the state before it writes to the notifier itself.
+            if pool is None or pool._state != RUN:  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+                self.notifier.put(None)
 
 
 def pool_with_task_channel(
