@@ -385,7 +385,7 @@ class Backend:
             if plan is None:
                 return
             poller, timeout = plan
-            self._look(poller.poll(1000 * max(timeout, 0.0)), None)
+            self._look(poller.poll(1000 * timeout), None)
 
     def _all_ended(self) -> bool:
         """Closed, and every worker has ended: nothing is left to watch."""

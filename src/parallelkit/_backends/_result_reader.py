@@ -24,6 +24,7 @@ on a message cut short once :attr:`ResultReader.suspect` is set.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import select
@@ -32,14 +33,15 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+from ._task_channel import read_exactly
+
 __all__ = ("ResultReader", "readable")
 
 #: How often a reader without a watcher looks whether it should give up.
 LOOK: Final = 0.1
 _LENGTH: Final = struct.Struct("!i")
 _LONG_LENGTH: Final = struct.Struct("!Q")
-#: Most bytes taken from the pipe at once.
-_READ_CAP: Final = 1 << 20
+_PIPE: Final = "result pipe"
 
 
 def readable(fd: int, timeout: float | None) -> bool:
@@ -99,19 +101,10 @@ class ResultReader:
         return pickle.loads(body)
 
     def _read(self, fd: int, size: int, started: bool) -> bytes:
-        parts: list[bytes] = []
-        left = size
-        while left:
-            try:
-                part = os.read(fd, min(left, _READ_CAP))
-            except BlockingIOError:
-                self._wait(fd, started or bool(parts))
-                continue
-            if not part:
-                raise EOFError("the result pipe was closed")
-            parts.append(part)
-            left -= len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return read_exactly(fd, size, _PIPE, functools.partial(self._wait_in, fd, started))
+
+    def _wait_in(self, fd: int, started: bool, got_part: bool) -> None:
+        self._wait(fd, started or got_part)
 
     def wait_alone(self, fd: int, started: bool) -> None:
         """Wait for the pipe; give up once a message is overdue on a suspect pipe."""

@@ -68,16 +68,17 @@ def _valid(header: memoryview) -> bool:
 
 
 def read_exactly(
-    fd: int, size: int, pipe: str, before_read: Callable[[bool], None] | None = None
+    fd: int, size: int, pipe: str, when_empty: Callable[[bool], None] | None = None
 ) -> bytes:
     """Read exactly ``size`` bytes from a pipe.
 
     Args:
-        fd: The pipe's read end.
+        fd: The pipe's read end (blocking, or non-blocking with ``when_empty``).
         size: How many bytes.
         pipe: What the pipe is, for the EOFError when it is closed.
-        before_read: Called before each read with whether part of the bytes
-            has come already; it may wait, or raise to give up.
+        when_empty: For a non-blocking pipe: called when there is nothing to
+            read, with whether part of the bytes has come already; it returns
+            once there is, or raises to give up.
 
     Raises:
         EOFError: The pipe was closed first.
@@ -85,9 +86,13 @@ def read_exactly(
     parts: list[bytes] = []
     left = size
     while left:
-        if before_read is not None:
-            before_read(bool(parts))
-        part = os.read(fd, min(left, _READ_CAP))
+        try:
+            part = os.read(fd, min(left, _READ_CAP))
+        except BlockingIOError:
+            if when_empty is None:
+                raise
+            when_empty(bool(parts))
+            continue
         if not part:
             raise EOFError(f"the {pipe} was closed")
         parts.append(part)
