@@ -5,9 +5,10 @@ If a Python version renames them, these tests fail before anything hangs.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from parallelkit._backends import _mp_private
+from parallelkit._backends._result_reader import ResultReader
+from parallelkit._backends._task_channel import TaskChannel
 
 
 def test_workers_lists_the_pool_processes() -> None:
@@ -53,17 +56,14 @@ def test_maintainer_alive_until_close_with_no_job_left() -> None:
         assert not _mp_private.maintainer_alive(pool)
 
 
-def test_a_pool_with_a_task_channel_runs_tasks_and_shuts_down() -> None:
-    from parallelkit._backends._result_reader import ResultReader
-    from parallelkit._backends._task_channel import TaskChannel
-
+@contextlib.contextmanager
+def channel_pool() -> Generator[tuple[Pool, TaskChannel], None, None]:
+    """A spawn pool of 2 workers on a task channel; terminated and freed after."""
     ctx = multiprocessing.get_context("spawn")
     channel = TaskChannel(ctx, lambda task: 0)
     pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 2, None, (), None, ctx)
     try:
-        assert _mp_private.inqueue_lock(pool) is channel._rlock  # pyright: ignore[reportPrivateUsage]
-        assert pool.map(abs, range(-50, 0)) == list(range(50, 0, -1))
-        assert pool.apply_async(abs, (-3,)).get(20) == 3
+        yield pool, channel
     finally:
         pool.terminate()  # drains the channel with idle workers holding its lock
         pool.join()
@@ -71,14 +71,8 @@ def test_a_pool_with_a_task_channel_runs_tasks_and_shuts_down() -> None:
         channel.close()
 
 
-def test_the_worker_maintenance_thread_does_not_wake_each_time_the_pool_runs_dry(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # multiprocessing.Pool's job table wakes that thread each time it empties
-    # (once per job run one at a time); only after close() does it need to.
-    from parallelkit._backends._result_reader import ResultReader
-    from parallelkit._backends._task_channel import TaskChannel
-
+def count_maintenance(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Count the looks of every pool's worker-maintenance thread at its workers."""
     looks = 0
     maintain: Callable[..., Any] = getattr(Pool, "_maintain_pool")  # noqa: B009
 
@@ -88,10 +82,23 @@ def test_the_worker_maintenance_thread_does_not_wake_each_time_the_pool_runs_dry
         return maintain(*args)
 
     monkeypatch.setattr(Pool, "_maintain_pool", staticmethod(counting))
-    ctx = multiprocessing.get_context("spawn")
-    channel = TaskChannel(ctx, lambda task: 0)
-    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 2, None, (), None, ctx)
-    try:
+    return lambda: looks
+
+
+def test_a_pool_with_a_task_channel_runs_tasks_and_shuts_down() -> None:
+    with channel_pool() as (pool, channel):
+        assert _mp_private.inqueue_lock(pool) is channel._rlock  # pyright: ignore[reportPrivateUsage]
+        assert pool.map(abs, range(-50, 0)) == list(range(50, 0, -1))
+        assert pool.apply_async(abs, (-3,)).get(20) == 3
+
+
+def test_the_worker_maintenance_thread_does_not_wake_each_time_the_pool_runs_dry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # multiprocessing.Pool's job table wakes that thread each time it empties
+    # (once per job run one at a time); only after close() does it need to.
+    looks = count_maintenance(monkeypatch)
+    with channel_pool() as (pool, _):
         # Every thread of the pool took the table that replaced the pool's own.
         table = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
         assert type(table).__name__ == "_QuietCache"  # pyright: ignore[reportUnknownArgumentType]
@@ -102,50 +109,26 @@ def test_the_worker_maintenance_thread_does_not_wake_each_time_the_pool_runs_dry
         ):
             assert getattr(pool, thread)._args[position] is table, thread
         assert pool.apply_async(abs, (-1,)).get(20) == 1
-        before = looks
+        before = looks()
         for i in range(50):
             assert pool.apply_async(abs, (-i,)).get(20) == i
-        assert looks - before < 5, f"{looks - before} looks for 50 jobs run one at a time"
+        assert looks() - before < 5, f"{looks() - before} looks for 50 jobs run one at a time"
         # After close() the emptied table still wakes it, to end: join() returns.
         last = pool.apply_async(time.sleep, (0.2,))
         pool.close()
         assert last.get(20) is None
         pool.join()
-    finally:
-        pool.terminate()
-        pool.join()
-        _mp_private.close_pipes(pool)
-        channel.close()
 
 
 def test_the_worker_maintenance_thread_does_not_wake_for_each_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from parallelkit._backends._result_reader import ResultReader
-    from parallelkit._backends._task_channel import TaskChannel
-
-    looks = 0
-    maintain: Callable[..., Any] = getattr(Pool, "_maintain_pool")  # noqa: B009
-
-    def counting(*args: Any) -> Any:
-        nonlocal looks
-        looks += 1
-        return maintain(*args)
-
-    monkeypatch.setattr(Pool, "_maintain_pool", staticmethod(counting))
-    ctx = multiprocessing.get_context("spawn")
-    channel = TaskChannel(ctx, lambda task: 0)
-    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 2, None, (), None, ctx)
-    try:
+    looks = count_maintenance(monkeypatch)
+    with channel_pool() as (pool, _):
         assert pool.apply_async(abs, (-1,)).get(20) == 1
-        before = looks
+        before = looks()
         results = [pool.apply_async(abs, (-i,)) for i in range(300)]
         assert [r.get(20) for r in results] == list(range(300))
         # multiprocessing.Pool's own thread also waits on the result pipe and
         # looks at every worker again for each result (hundreds of looks here).
-        assert looks - before < 30
-    finally:
-        pool.terminate()
-        pool.join()
-        _mp_private.close_pipes(pool)
-        channel.close()
+        assert looks() - before < 30
