@@ -158,6 +158,29 @@ def test_imap_reads_its_input_lazily(backend: str) -> None:
         it.close()
 
 
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_lists_and_tuples_map_in_order_whatever_the_chunk_size(
+    backend: str, kind: type[list[int]] | type[tuple[int, ...]]
+) -> None:
+    data = kind(range(1003))
+    with Executor(backend, 2) as ex:
+        for chunksize in (None, 1, 7, 5000):
+            assert list(ex.imap(inc, data, chunksize)) == [x + 1 for x in data]
+            assert list(ex.map(add, data, data, chunksize=chunksize)) == [2 * x for x in data]
+            assert sorted(ex.imap_unordered(inc, data, chunksize)) == [x + 1 for x in data]
+
+
+def test_a_list_is_read_where_it_stands_when_each_chunk_is_made() -> None:
+    """A list grown while it is mapped is read as ``iter(list)`` would read it."""
+    data = [1, 2, 3]
+    with Executor("serial") as ex:
+        it = ex.imap(inc, data, chunksize=1)
+        assert next(it) == 2
+        data.append(4)  # a list iterator sees items added before it reaches them
+        del data[0]  # ... and skips one when an item before it goes
+        assert list(it) == [4, 5]
+
+
 def test_input_that_raises_midway_delivers_earlier_results_first(backend: str) -> None:
     def source() -> Iterator[int]:
         yield from range(5)
