@@ -21,7 +21,8 @@ Workloads, all with 2 workers:
   timed in fresh interpreters running a small script that imports only the library
   it times (the first pool of a process, and the ones after it);
 - the seed's CPU-bound job (``run(total)``, a sum in a Python loop) as 2 tasks on
-  1 worker and on 2 workers.
+  1 worker and on 2 workers, beside the same job in 1 and 2 bare interpreters
+  (no pool at all): what the machine lets two processes gain at that moment.
 
 joblib is optional: without it its rows say "not installed".
 """
@@ -780,6 +781,57 @@ def start_stop_thread(cfg: Config, res: Resources) -> list[Case]:
 # -- CPU-bound --------------------------------------------------------------------------
 
 
+#: The CPU-bound rows' rounds, in multiples of --repeat: a 2-versus-1 ratio is a
+#: quotient of two medians of half-second runs that move by 10-20% with the load.
+CPU_ROUNDS = 2
+
+
+class BareInterpreters:
+    """Plain interpreters that run :func:`run` on request, with no pool in between.
+
+    Two of them running one task each, against one running both, show how
+    far this machine lets two processes scale at this moment: the ceiling
+    for the pools' 2-versus-1 ratios.
+    """
+
+    def __init__(self, count: int) -> None:
+        import inspect
+
+        code = inspect.getsource(run) + (
+            "import sys\nfor line in sys.stdin:\n    print(run(int(line)), flush=True)\n"
+        )
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(count)
+        ]
+
+    def map(self, tasks: list[int]) -> list[int]:
+        """Run ``tasks`` spread over the interpreters, each taking its next in turn."""
+        results: list[int] = []
+        for start in range(0, len(tasks), len(self.procs)):
+            batch = list(zip(self.procs, tasks[start : start + len(self.procs)], strict=False))
+            for proc, task in batch:
+                assert proc.stdin is not None
+                proc.stdin.write(f"{task}\n")
+                proc.stdin.flush()
+            for proc, _ in batch:
+                assert proc.stdout is not None
+                results.append(int(proc.stdout.readline()))
+        return results
+
+    def close(self) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in self.procs:
+            proc.wait(timeout=10)
+
+
 def cpu_bound(cfg: Config, res: Resources) -> list[Case]:
     import parallelkit
 
@@ -821,10 +873,26 @@ def cpu_bound(cfg: Config, res: Resources) -> list[Case]:
             **kw,
         )
 
+    def bare_case(count: int, label: str, **kw: Any) -> Case:
+        def bare() -> BareInterpreters:
+            return res.get(f"bare-{count}", lambda: BareInterpreters(count), BareInterpreters.close)
+
+        return Case(
+            label,
+            lambda: bare().map(tasks),
+            len(tasks),
+            check=check,
+            warmup=lambda: bare().map(small),
+            **kw,
+        )
+
     serial = "parallelkit Executor('serial')"
     pk1 = "parallelkit Executor('process', 1)"
     mp1 = "multiprocessing.Pool(1)"
+    bare1 = "1 bare interpreter, no pool"
     return [
+        bare_case(1, bare1),
+        bare_case(2, "2 bare interpreters, no pool: this machine's ceiling", anchor=bare1),
         pk_case("serial", 1, serial),
         pk_case("thread", 2, "parallelkit Executor('thread', 2)", anchor=serial),
         mp_case(1, mp1),
@@ -867,8 +935,10 @@ def sections(cfg: Config) -> list[Section]:
         ),
         Section(
             "cpu",
-            f"CPU-bound: 2 x run(total), run(total) ~ {cfg.cpu_seconds:g} s, {cfg.start_method}",
+            f"CPU-bound: 2 x run(total), run(total) ~ {cfg.cpu_seconds:g} s, {cfg.start_method}; "
+            f"{CPU_ROUNDS * cfg.repeat} rounds",
             cpu_bound,
+            CPU_ROUNDS,
         ),
     ]
 
