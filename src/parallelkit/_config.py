@@ -300,9 +300,12 @@ _OUR_KEY_AT_TOP = re.compile(r"""tool\s*\.\s*["']?parallelkit|tool\s*=\s*\{.*par
 _ARRAY_HEADER = re.compile(r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$")
 
 
+_QUOTES_AND_SPACES = str.maketrans("", "", "\"' ")
+
+
 def _table_name(header: re.Match[str]) -> str:
     """The dotted name of a matched table header, without quotes and spaces."""
-    return re.sub(r"""["' ]""", "", header.group(1))
+    return header.group(1).translate(_QUOTES_AND_SPACES)
 
 
 def _sets_our_table_otherwise(line: str, table: str) -> bool:
@@ -330,13 +333,13 @@ def _may_hold_our_table(data: bytes) -> bool:
     table = ""
     for raw in text.splitlines():
         line = raw.strip()
-        header = _HEADER.match(line) or _ARRAY_HEADER.match(line)
+        header = (_HEADER.match(line) or _ARRAY_HEADER.match(line)) if line[:1] == "[" else None
         if header:
             table = _table_name(header)
             if table == "tool.parallelkit" or table.startswith("tool.parallelkit."):
                 return True
-        elif _sets_our_table_otherwise(line, table):
-            return True
+        elif "parallelkit" in line and _sets_our_table_otherwise(line, table):
+            return True  # (a key line that does not name parallelkit cannot set its table)
     return False
 
 
