@@ -2,13 +2,14 @@
 
 Usage::
 
-    python benchmarks/bench_executor.py              # the full run (about 3 minutes on 2 cores)
+    python benchmarks/bench_executor.py              # the full run (about 4 minutes on 2 cores)
     python benchmarks/bench_executor.py --quick      # a smoke run (small inputs, 2 repeats)
     python benchmarks/bench_executor.py --only imap  # rows whose "section/runner" matches
 
-Every runner of a section is measured ``--repeat`` times, interleaved with the
-others of its section (the order rotates each round), after one untimed
-warm-up; the table shows the median. Each parallelkit row shows its ratio
+Every runner of a section is measured in rounds, interleaved with the others
+of its section (the order rotates each round), after one untimed warm-up; the
+table shows the median. A section runs ``--repeat`` rounds, or a multiple of it
+where one figure is short or swings much (its title says how many). Each parallelkit row shows its ratio
 against the named anchor measured in the same run and whether the project's
 target for it is met. Absolute figures move with the load of the machine; the ratios
 within one run are what count.
@@ -265,6 +266,12 @@ def submit_sum(n: int) -> int:
 # -- tiny tasks -------------------------------------------------------------------------
 
 MP_MAP = "multiprocessing.Pool.map"
+
+
+#: The tiny-task rows' rounds, in multiples of --repeat: a map of 100,000 tiny
+#: tasks takes 10-20 ms, and one pause of the machine moves such a figure by a
+#: fifth.
+TINY_ROUNDS = 3
 
 
 def tiny_process(cfg: Config, res: Resources) -> list[Case]:
@@ -571,7 +578,7 @@ def tiny_serial(cfg: Config, res: Resources) -> list[Case]:
 #: A start + stop row's rounds, in multiples of --repeat: each round is one fresh
 #: interpreter, and its figure swings with the machine's state more than a
 #: throughput row's does.
-START_ROUNDS = 2
+START_ROUNDS = 3
 
 FIRST = list(range(2 * WORKERS))
 FIRST_RESULT = [x + 1 for x in FIRST]
@@ -921,19 +928,29 @@ def cpu_bound(cfg: Config, res: Resources) -> list[Case]:
 
 def sections(cfg: Config) -> list[Section]:
     n = f"{cfg.tiny:,}"
+    tiny = TINY_ROUNDS * cfg.repeat
     return [
         Section(
             "process",
-            f"Tiny tasks on processes: {n} x (x + 1), {WORKERS} workers, {cfg.start_method}",
+            f"Tiny tasks on processes: {n} x (x + 1), {WORKERS} workers, {cfg.start_method}; "
+            f"{tiny} rounds",
             tiny_process,
+            TINY_ROUNDS,
         ),
         Section(
             "submit",
             f"Submit on processes: {cfg.submits:,} tasks, {WORKERS} workers, {cfg.start_method}",
             submit_process,
         ),
-        Section("thread", f"Tiny tasks on threads: {n} x (x + 1), {WORKERS} threads", tiny_thread),
-        Section("serial", f"Tiny tasks inline: {n} x (x + 1)", tiny_serial),
+        Section(
+            "thread",
+            f"Tiny tasks on threads: {n} x (x + 1), {WORKERS} threads; {tiny} rounds",
+            tiny_thread,
+            TINY_ROUNDS,
+        ),
+        Section(
+            "serial", f"Tiny tasks inline: {n} x (x + 1); {tiny} rounds", tiny_serial, TINY_ROUNDS
+        ),
         *(
             Section(
                 f"start-{method}",
@@ -1179,8 +1196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"parallelkit {parallelkit.__version__}, Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs",
-        f"joblib {joblib_version() or NOT_INSTALLED}; {cfg.repeat} timed rounds per row, "
-        "median shown; spread = (max - min) / 2 / median",
+        f"joblib {joblib_version() or NOT_INSTALLED}; --repeat {cfg.repeat} (a section's "
+        "title gives its rounds); median shown; spread = (max - min) / 2 / median",
         f"load average at start: {load()}",
     ]
     verdicts: list[Verdict] = []
