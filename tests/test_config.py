@@ -358,3 +358,46 @@ def test_toml_subset_reader_rejects_what_it_cannot_read(tmp_path: Path) -> None:
         _parse_toml_subset(
             "[tool.parallelkit]\nworkers = [1]\n", str(tmp_path / "x.toml"), read_root=True
         )
+
+
+def _subset_reader(data: bytes, path: str, explicit: bool) -> dict[str, object]:
+    return _parse_toml_subset(data.decode("utf-8"), path, read_root=explicit)
+
+
+# What a config file holds, as the settings it gives or the error it raises: the
+# same under Python 3.10's subset reader and under tomllib (3.11+).
+TABLE_LAYOUTS = [
+    ('[project]\nname = "x"\n[tool.parallelkit]\nworkers = 3\n', False, {"workers": 3}),
+    ("[tool.parallelkit]\nworkers = 3\n[tool.parallelkit.extra]\nx = 1\n", False, "'extra'"),
+    ("[[tool.parallelkit.extra]]\nx = 1\n", False, "'extra'"),
+    ('[[tool.parallelkit]]\nbackend = "thread"\n', False, "must be a table"),
+    ("[tool.parallelkit]\nworkers = 2\n[tool.parallelkit]\nworkers = 3\n", False, "config file"),
+    ("[tool.parallelkit.backend]\nx = 1\n", False, {"backend": {"x": 1}}),
+    ('backend = "serial"\n[other]\nx = 1\n', True, "'other'"),
+    ('[tool.parallelkit]\nbackend = "serial"\n[other]\nx = [1, 2]\n', True, {"backend": "serial"}),
+]
+
+
+@pytest.mark.parametrize(("text", "explicit", "expected"), TABLE_LAYOUTS)
+def test_both_toml_readers_lay_tables_out_alike(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    text: str,
+    explicit: bool,
+    expected: dict[str, object] | str,
+) -> None:
+    from parallelkit import _config  # pyright: ignore[reportPrivateUsage]
+
+    path = tmp_path / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    readers = [_subset_reader]
+    if sys.version_info >= (3, 11):
+        readers.append(_config._parse_toml)  # pyright: ignore[reportPrivateUsage]
+    for reader in readers:
+        monkeypatch.setattr(_config, "_parse_toml", reader)
+        read = _config._read_settings  # pyright: ignore[reportPrivateUsage]
+        if isinstance(expected, dict):
+            assert read(str(path), explicit) == expected, reader
+        else:
+            with pytest.raises(ConfigError, match=expected):
+                read(str(path), explicit)

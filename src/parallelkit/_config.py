@@ -352,12 +352,16 @@ def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, ob
     Python 3.10 has no TOML parser in its standard library and parallelkit
     depends on nothing but cloudpickle, so on 3.10 only simple
     ``key = "string" | integer | true | false`` lines are understood, which is
-    all parallelkit's settings need. Other tables (and, in a pyproject.toml,
-    the top-level keys) are skipped unread.
+    all parallelkit's settings need. The tables are laid out as tomllib lays
+    them out, so that the checks that follow treat both alike (a
+    ``[tool.parallelkit.x]`` sub-table is an unknown setting ``x``,
+    ``[[tool.parallelkit]]`` is not a table); the lines of other tables (and,
+    in a pyproject.toml, the top-level keys) are skipped unread.
     """
     result: dict[str, object] = {}
     table: dict[str, object] | None = result if read_root else None
     current = ""  # the table the lines are in ("" before any header)
+    declared: set[str] = set()
     open_string = ""  # the quotes of a multi-line string the lines are in
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -368,16 +372,21 @@ def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, ob
         open_string = next((q for q in ('"""', "'''") if line.count(q) % 2), "")
         if not line or line.startswith("#"):
             continue
-        header = _HEADER.match(line)
+        header = _HEADER.match(line) or _ARRAY_HEADER.match(line)
         if header:
-            name = _table_name(header)
-            current = name
-            if name == "tool.parallelkit":
-                tool = result.setdefault("tool", {})
-                assert isinstance(tool, dict)
-                table = tool.setdefault("parallelkit", {})  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-            else:
-                table = None
+            current = _table_name(header)
+            ours = current == "tool.parallelkit" or current.startswith("tool.parallelkit.")
+            table = None
+            if ours or read_root:  # (in a pyproject.toml, other tables do not matter)
+                array = line.startswith("[[")
+                if not array and current in declared:
+                    raise ConfigError(
+                        f"line {number} of config file {path} declares [{current}] a second "
+                        "time: give each table one header"
+                    )
+                declared.add(current)
+                made = _open_table(result, current, array, number, path)
+                table = made if ours else None
             continue
         if line.startswith("["):
             table = None
@@ -396,6 +405,36 @@ def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, ob
             raise ConfigError(f"cannot parse line {number} of config file {path}: {raw!r}")
         table[pair.group(1)] = _toml_scalar(pair.group(2), number, path)
     return result
+
+
+def _open_table(
+    document: dict[str, object], name: str, array: bool, number: int, path: str
+) -> dict[str, object]:
+    """Make the table a header names in ``document``, as tomllib would; return it."""
+    node = document
+    *parents, last = name.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if isinstance(child, list) and child:
+            child = cast("list[object]", child)[-1]  # [[a]] then [a.b]: b is in the last a
+        if not isinstance(child, dict):
+            break
+        node = cast("dict[str, object]", child)
+    else:
+        made: dict[str, object] = {}
+        if not array:
+            found = node.setdefault(last, made)
+            if isinstance(found, dict):
+                return cast("dict[str, object]", found)
+        else:
+            found = node.setdefault(last, [])
+            if isinstance(found, list):
+                cast("list[object]", found).append(made)
+                return made
+    raise ConfigError(
+        f"line {number} of config file {path} declares [{name}] where a value or another "
+        "kind of table already is: give each table one header"
+    )
 
 
 def _toml_scalar(text: str, number: int, path: str) -> object:
