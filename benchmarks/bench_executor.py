@@ -9,10 +9,10 @@ Usage::
 Every runner of a section is measured in rounds, interleaved with the others
 of its section (the order rotates each round), after one untimed warm-up; the
 table shows the median. A section runs ``--repeat`` rounds, or a multiple of it
-where one figure is short or swings much (its title says how many). Each parallelkit row shows its ratio
-against the named anchor measured in the same run and whether the project's
-target for it is met. Absolute figures move with the load of the machine; the ratios
-within one run are what count.
+where one figure is short or swings much (its title says how many). Each
+parallelkit row shows its ratio against the named anchor measured in the same
+run and whether the project's target for it is met. Absolute figures move with
+the load of the machine; the ratios within one run are what count.
 
 Workloads, all with 2 workers:
 
