@@ -37,7 +37,7 @@ from ._task_channel import read_exactly
 
 __all__ = ("ResultReader", "readable")
 
-#: How often a reader without a watcher looks whether it should give up.
+#: How often a reader without a wait function looks whether it should give up.
 LOOK: Final = 0.1
 _LENGTH: Final = struct.Struct("!i")
 _LONG_LENGTH: Final = struct.Struct("!Q")
