@@ -13,7 +13,7 @@ from ._engine import Engine
 from ._errors import ClosedError
 from ._owner import EngineOwner
 from ._results import ResultIterator
-from ._signals import sigterm_interrupts
+from ._signals import SigtermInterrupts
 from ._timed import unwrap
 from ._worker import MAP, STAR
 
@@ -72,7 +72,7 @@ class AsyncResult(Generic[T]):
                 running work is stopped.
         """
         try:
-            with sigterm_interrupts():
+            with SigtermInterrupts():
                 return self.future.result(timeout)
         except KeyboardInterrupt:
             self._engine.stop_future(self.future, "interrupted")

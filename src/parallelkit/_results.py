@@ -37,7 +37,7 @@ from ._backends._base import Chunk
 from ._chunking import ChunkSizer
 from ._engine import Engine, describe
 from ._errors import BrokenExecutorError, ClosedError
-from ._signals import sigterm_interrupts
+from ._signals import SigtermInterrupts
 
 __all__ = ("ResultIterator",)
 
@@ -230,7 +230,7 @@ class ResultIterator(Generic[T]):
     def _wait(self, deadline: float | None) -> None:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            with sigterm_interrupts():
+            with SigtermInterrupts():
                 chunk, outcome = self._done.get(timeout=remaining)
         except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) while waiting: stop this map
             self._engine.stop(list(self._outstanding.values()), "interrupted")

@@ -14,31 +14,41 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Generator
-from contextlib import contextmanager
-from types import FrameType
+from types import FrameType, TracebackType
+from typing import Final, final
 
-__all__ = ("sigterm_interrupts",)
+__all__ = ("SigtermInterrupts",)
+
+_SIGTERM: Final = signal.SIGTERM
+_SIG_DFL: Final = signal.SIG_DFL
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name} while waiting for results")
 
 
-@contextmanager
-def sigterm_interrupts() -> Generator[None, None, None]:
+@final
+class SigtermInterrupts:
     """Within the block, SIGTERM raises KeyboardInterrupt (main thread, default handler only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        installed = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-        if installed:
-            signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # pragma: no cover - not the main interpreter
-        installed = False
-    try:
-        yield
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    __slots__ = ("_installed",)
+
+    def __enter__(self) -> None:
+        self._installed = False
+        if threading.get_ident() != threading.main_thread().ident:
+            return
+        try:
+            if signal.getsignal(_SIGTERM) is _SIG_DFL:
+                signal.signal(_SIGTERM, _interrupt)
+                self._installed = True
+        except ValueError:  # pragma: no cover - not the main interpreter
+            pass
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._installed:
+            signal.signal(_SIGTERM, _SIG_DFL)
