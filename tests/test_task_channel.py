@@ -81,56 +81,56 @@ def test_the_record_names_a_dead_reader_and_the_task_it_took(channel: TaskChanne
 
 
 @pytest.mark.parametrize("read_size", [7, 50, 1 << 16])
-def test_the_watcher_reads_every_ack_whatever_its_reads_cut(
+def test_the_looks_read_every_ack_whatever_their_reads_cut(
     monkeypatch: pytest.MonkeyPatch, read_size: int
 ) -> None:
-    # The watcher takes acks from their pipe in large reads and splits them
-    # itself; a read that ends inside an ack must keep its start for the next.
+    # The looks take acks from their pipe in large reads and split them
+    # themselves; a read that ends inside an ack must keep its start for the next.
     import types
 
     from parallelkit import _worker
-    from parallelkit._backends import _process
+    from parallelkit._backends import _looks
 
-    monkeypatch.setattr(_process, "ACK_READ", read_size)
+    monkeypatch.setattr(_looks, "ACK_READ", read_size)
     reader, writer = multiprocessing.get_context("spawn").Pipe(duplex=False)
     seen: list[bytes] = []
-    watcher = types.SimpleNamespace(
-        _ack_reader=reader, _ack_rest=b"", _on_ack=seen.append, _to_kill=[], _holding={}
+    fake_looks = types.SimpleNamespace(
+        _ack_reader=reader, _ack_rest=b"", _on_ack=seen.append, _to_kill=[], holding={}
     )
-    watcher._split_acks = lambda data: _process.Backend._split_acks(watcher, data)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+    fake_looks._split_acks = lambda data: _looks.WorkerLooks._split_acks(fake_looks, data)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
     sent = [_worker.ACK_STARTED + _worker.ACK_FORMAT.pack(1234, i, 0.0) for i in range(2000)]
     sent.insert(1000, b"W")  # messages of other lengths go through too
     try:
         for message in sent:
             writer.send_bytes(message)
         while reader.poll():
-            _process.Backend._read_acks(watcher)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+            _looks.WorkerLooks._read_acks(fake_looks)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
         assert seen == sent
-        assert watcher._ack_rest == b""  # pyright: ignore[reportPrivateUsage]
+        assert fake_looks._ack_rest == b""  # pyright: ignore[reportPrivateUsage]
     finally:
         reader.close()
         writer.close()
 
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
-def test_the_watcher_does_not_spin_on_workers_that_ended(
+def test_the_looks_do_not_spin_on_workers_that_ended(
     monkeypatch: pytest.MonkeyPatch, start_method: str
 ) -> None:
     # An ended worker's sentinel stays ready until someone reaps the worker;
-    # waiting on it again returned at once, and the watcher looped hundreds of
+    # waiting on it again returned at once, and the looks ran hundreds of
     # times during a join, taking the GIL from the threads doing the join.
     import parallelkit
-    from parallelkit._backends import _process
+    from parallelkit._backends import _looks
 
     looks = 0
-    reap = _process.Backend._reap  # pyright: ignore[reportPrivateUsage]
+    reap = _looks.WorkerLooks._reap  # pyright: ignore[reportPrivateUsage]
 
-    def counting(self: _process.Backend, ready: set[Any]) -> None:
+    def counting(self: _looks.WorkerLooks, ready: set[Any]) -> None:
         nonlocal looks
         looks += 1
         reap(self, ready)
 
-    monkeypatch.setattr(_process.Backend, "_reap", counting)
+    monkeypatch.setattr(_looks.WorkerLooks, "_reap", counting)
     for _ in range(5):
         pool = parallelkit.Pool(2, backend="process", start_method=start_method)
         assert pool.map(abs, range(-4, 0)) == [4, 3, 2, 1]

@@ -37,7 +37,7 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast, final
 
-from ._backends._process import describe_exit
+from ._backends._looks import describe_exit
 from ._config import resolve_settings
 from ._engine import describe
 from ._errors import WorkerCrashedError

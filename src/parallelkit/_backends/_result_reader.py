@@ -6,7 +6,7 @@ writing a large result leaves a message that never ends, and the thread
 waits for the missing bytes for ever — and with it the pool's ``join()`` and
 ``terminate()``. This reader reads the pipe without blocking; whenever
 nothing is there it calls a ``wait`` function, which is where the process
-backend looks after its workers (see :mod:`._process`)::
+backend looks after its workers (see :mod:`._looks`)::
 
     worker ── result queue (length | body) ──▶ ResultReader.get(), in the pool's result thread
                                                   │ nothing to read
