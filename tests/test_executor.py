@@ -10,6 +10,7 @@ import itertools
 import multiprocessing
 import os
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -422,3 +423,43 @@ def test_shutdown_without_wait_lets_a_lazy_map_finish(backend: str) -> None:
     ex.shutdown(wait=False)
     assert list(it) == list(range(1, 3001))
     assert ex._engine.join(timeout=20)  # pyright: ignore[reportPrivateUsage]
+
+
+def _fail_once_and_drop(backend: str, face: str) -> weakref.ref[object]:
+    """Run a call that raises through one face, shut down; return a weak ref to the engine."""
+    if face.startswith("Pool"):
+        pool = parallelkit.Pool(2, backend=backend)
+        with pool, pytest.raises(ValueError, match="bad item 3"):
+            if face == "Pool.map":
+                pool.map(fail_on, range(6))
+            elif face == "Pool.imap":
+                list(pool.imap(fail_on, range(6)))
+            else:
+                pool.apply(fail_on, (3,))
+        return weakref.ref(pool._engine)  # pyright: ignore[reportPrivateUsage]
+    ex = Executor(backend, 2)
+    with ex, pytest.raises(ValueError, match="bad item 3"):
+        if face == "Executor.map":
+            list(ex.map(fail_on, range(6)))
+        else:
+            ex.submit(fail_on, 3).result(20)
+    return weakref.ref(ex._engine)  # pyright: ignore[reportPrivateUsage]
+
+
+@pytest.mark.parametrize("face", ["Pool.map", "Pool.imap", "Pool.apply", "Executor.map", "submit"])
+def test_an_executor_whose_task_failed_is_freed_without_the_garbage_collector(
+    backend: str, face: str
+) -> None:
+    # A cycle (a task's exception, the frames it passed, the chunk, the pool's
+    # job table) left the pool, its threads' objects and the named semaphores
+    # of its queues to the garbage collector, which then freed them at any
+    # moment, once even inside multiprocessing's resource tracker.
+    if backend == "serial":
+        pytest.skip("serial runs tasks in the caller's own frames, which a task's exception keeps")
+    gc.collect()
+    gc.disable()
+    try:
+        engine = _fail_once_and_drop(backend, face)
+        assert engine() is None, "the executor is kept alive by a reference cycle"
+    finally:
+        gc.enable()

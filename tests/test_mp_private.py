@@ -67,7 +67,7 @@ def channel_pool() -> Generator[tuple[Pool, TaskChannel], None, None]:
     finally:
         pool.terminate()  # drains the channel with idle workers holding its lock
         pool.join()
-        _mp_private.close_pipes(pool)
+        _mp_private.release_terminated(pool)
         channel.close()
 
 

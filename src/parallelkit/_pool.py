@@ -71,18 +71,24 @@ class AsyncResult(Generic[T]):
             KeyboardInterrupt: Ctrl-C (or SIGTERM) while waiting; the task's
                 running work is stopped.
         """
+        future = self.future
         try:
             with SigtermInterrupts():
-                return self.future.result(timeout)
+                return future.result(timeout)
         except KeyboardInterrupt:
-            self._engine.stop_future(self.future, "interrupted")
+            self._engine.stop_future(future, "interrupted")
             raise
         except concurrent.futures.TimeoutError:
-            if self.future.done():
+            if future.done():
                 raise  # the task's own TimeoutError (or TaskTimeoutError)
             raise multiprocessing.TimeoutError(
                 f"the result was not ready within {timeout}s"
             ) from None
+        finally:
+            # A task's exception carries this frame in its traceback, and the
+            # future holds the exception: without this, the two would keep
+            # each other, and the pool, alive until the garbage collector runs.
+            del self, future
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the result is ready or ``timeout`` seconds have passed."""

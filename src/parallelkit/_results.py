@@ -28,6 +28,7 @@ import math
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -113,6 +114,10 @@ class ResultIterator(Generic[T]):
         #: Guards the input and the chunks in flight: join() may finish the
         #: input from another thread while the consumer iterates.
         self._lock = threading.RLock()
+        #: What the chunks call with their outcome. It holds this map weakly:
+        #: a map its caller dropped half-way is freed at once (and closed),
+        #: not kept by its chunks still running until the garbage collector runs.
+        self._deliver = _deliver_to(weakref.ref(self))
         engine.map_started(self)
         with self._lock:
             self._refill()  # the first window starts now, as with concurrent.futures
@@ -156,7 +161,10 @@ class ResultIterator(Generic[T]):
                 ok, value = self._buffer.popleft()
                 if ok:
                     return value  # type: ignore[no-any-return]
-                raise value
+                try:
+                    raise value
+                finally:
+                    del value  # else this frame and the error's traceback hold each other
             with self._lock:
                 if self._closed:
                     raise StopIteration
@@ -165,13 +173,17 @@ class ResultIterator(Generic[T]):
                     self._closed = True
                     if self._input_error is not None:
                         error, self._input_error = self._input_error, None
-                        raise error
+                        try:
+                            raise error
+                        finally:
+                            del error  # as above: no cycle through this frame
                     raise StopIteration
                 taken = self._take_next()
             if taken is None:
                 self._wait(deadline)
             else:
                 self._expand(*taken)
+                del taken  # the errors it holds are raised from this frame next
 
     def _take_next(self) -> tuple[Chunk, _Outcome] | None:
         """The next chunk's outcome if it has arrived (under the lock)."""
@@ -262,6 +274,16 @@ class ResultIterator(Generic[T]):
         failure: BaseException | None,
     ) -> None:
         self._done.put((chunk, (values, errors, failure)))
+        if self._closed:  # nobody takes it: the chunk in the queue would hold this map
+            self._drain()
+
+    def _drain(self) -> None:
+        """Drop the outcomes that arrived and were not taken."""
+        while True:
+            try:
+                self._done.get_nowait()
+            except queue.Empty:
+                return
 
     def _refill(self, limit: float | None = None) -> None:
         """Queue chunks while fewer than ``limit`` (the window) are in flight (under the lock)."""
@@ -288,11 +310,11 @@ class ResultIterator(Generic[T]):
             label = f"items {first}-{self._position - 1} of {self._name}"
             try:
                 chunk = engine.chunk(
-                    self._fn, label, batch, self._mode, self._timeout, self._on_done
+                    self._fn, label, batch, self._mode, self._timeout, self._deliver
                 )
             except Exception as exc:
                 chunk = Chunk(
-                    0, None, label, None, len(batch), self._mode, None, Future(), self._on_done
+                    0, None, label, None, len(batch), self._mode, None, Future(), self._deliver
                 )
                 chunk.id = -first - 1
                 self._outstanding[chunk.id] = chunk
@@ -344,9 +366,28 @@ class ResultIterator(Generic[T]):
                 chunk.future.cancel()
             self._outstanding.clear()
             self._arrived.clear()
+        self._drain()
 
     def __del__(self) -> None:
         if hasattr(self, "_lock"):  # __init__ may have failed half-way
             # Not close(): the collector may run while this thread holds the
             # engine's lock; the engine's (weak) set of maps forgets it by itself.
             self._close()
+
+
+def _deliver_to(
+    ref: weakref.ref[ResultIterator[Any]],
+) -> Callable[[Chunk, list[Any] | None, dict[int, BaseException], BaseException | None], None]:
+    """A chunk's ``on_done`` that hands the outcome to the map if it still exists."""
+
+    def deliver(
+        chunk: Chunk,
+        values: list[Any] | None,
+        errors: dict[int, BaseException],
+        failure: BaseException | None,
+    ) -> None:
+        it = ref()
+        if it is not None:
+            it._on_done(chunk, values, errors, failure)  # pyright: ignore[reportPrivateUsage]
+
+    return deliver

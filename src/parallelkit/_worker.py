@@ -110,10 +110,29 @@ def run_items(
         except BaseException as exc:
             if not catch_interrupt and isinstance(exc, KeyboardInterrupt):
                 raise
-            errors[len(values)] = exc
+            errors[len(values)] = _from_the_task(exc)
             values.append(None)
         start = len(values)
-    return values, errors
+    try:
+        return values, errors
+    finally:
+        del errors  # the task's frames keep this one (see _from_the_task)
+
+
+def _from_the_task(exc: BaseException) -> BaseException:
+    """Start ``exc``'s traceback at the task, past this module's frames.
+
+    Its first frame would be :func:`run_items`, whose ``errors`` holds the
+    exception, which in the thread and serial backends makes a cycle that
+    keeps every frame the exception is raised through later (the caller's
+    executor, its pool and semaphores among them) alive until the garbage
+    collector runs. The task's own frames stay; they keep :func:`run_items`'
+    frame as their caller's, which therefore drops ``errors`` as it returns.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
 
 
 # -- process workers ----------------------------------------------------------------------

@@ -49,6 +49,7 @@ class Chunk:
     """
 
     __slots__ = (
+        "__weakref__",
         "count",
         "elapsed",
         "fn",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .. import _worker
 from .._serialize import dumps, dumps_function
@@ -29,16 +29,37 @@ def pack_items(items: list[Any], check_pickle: bool) -> object:
 
 
 def run_chunk(hooks: Hooks, chunk: Chunk, *, catch_interrupt: bool) -> None:
-    """Run ``chunk`` in the current thread and report its outcome."""
+    """Run ``chunk`` in the current thread and report its outcome.
+
+    A task's exception keeps the frames it was raised in, and each of those
+    its caller's: so no frame here may keep, once it returns, the chunk (whose
+    future gets the exception) or the errors. Else the exception and these
+    frames would hold each other, and with them the executor, until the
+    garbage collector runs.
+    """
     hooks.started(chunk.id, None)
-    if isinstance(chunk.fn, bytes):
+    outcome = _run(chunk, catch_interrupt)
+    try:
+        hooks.complete(chunk, *outcome)
+    finally:
+        del chunk, outcome
+
+
+def _run(chunk: Chunk, catch_interrupt: bool) -> tuple[list[Any], dict[int, BaseException], float]:
+    fn = chunk.fn
+    mode = chunk.mode
+    if isinstance(fn, bytes):
         assert isinstance(chunk.payload, bytes)
-        blob = _worker.run_blob(chunk.id, chunk.fn, chunk.payload, chunk.mode)
-        values, errors, elapsed = _worker.unpack_outcome(blob, chunk.count)
-        hooks.complete(chunk, values, errors, elapsed)
-        return
-    fn: Callable[..., Any] = chunk.fn  # type: ignore[assignment]
+        blob = _worker.run_blob(chunk.id, fn, chunk.payload, mode)
+        count = chunk.count
+        del chunk
+        return _worker.unpack_outcome(blob, count)
     items: list[Any] = chunk.payload  # type: ignore[assignment]
+    del chunk
     started = time.perf_counter()
-    values, errors = _worker.run_items(fn, items, chunk.mode, catch_interrupt=catch_interrupt)
-    hooks.complete(chunk, values, errors, time.perf_counter() - started)
+    task = cast("Callable[..., Any]", fn)
+    values, errors = _worker.run_items(task, items, mode, catch_interrupt=catch_interrupt)
+    try:
+        return values, errors, time.perf_counter() - started
+    finally:
+        del values, errors

@@ -54,7 +54,6 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 __all__ = (
-    "close_pipes",
     "forget",
     "inqueue_lock",
     "join_maintainer",
@@ -65,6 +64,7 @@ __all__ = (
     "preload_in_forkserver",
     "reaped_exitcode",
     "release_orphaned_lock",
+    "release_terminated",
     "workers",
 )
 
@@ -197,11 +197,15 @@ def reaped_exitcode(process: BaseProcess) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def close_pipes(pool: Pool) -> None:
-    """Close the pipes of a pool whose ``terminate()`` has returned.
+def release_terminated(pool: Pool) -> None:
+    """Free what a pool whose ``terminate()`` has returned still holds.
 
-    Its finalizer has run by then, and nothing of the pool reads them again.
+    Its finalizer has run by then, and nothing of the pool reads its pipes
+    again: they are closed. The jobs it will never finish are dropped: their
+    callbacks hold the executor's chunks, and through them the executor and
+    this pool, which would otherwise wait for the garbage collector.
     """
+    _jobs(pool).clear()
     for name in ("_inqueue", "_outqueue", "_change_notifier"):
         channel = getattr(pool, name, None)
         for end in ("_reader", "_writer"):

@@ -97,23 +97,36 @@ class Backend:
         looks = self._looks
         unstarted = looks.unstarted
         doomed = looks.doomed
+        # The pool's job holds these callbacks, and the chunk holds the job (its
+        # handle): the callbacks hold the chunk weakly, or a job the pool never
+        # finishes (terminated, forgotten) would keep the chunk, its map and the
+        # executor alive until the garbage collector runs. The engine holds a
+        # chunk as long as it runs; one it has let go needs no result.
+        chunk_id = chunk.id
+        count = chunk.count
+        ref = weakref.ref(chunk)
 
-        def settled() -> None:
-            unstarted.pop(chunk.id, None)
-            doomed.discard(chunk.id)  # its ack, if read late, must not stop the worker
-            chunk.handle = None  # the pool's result holds these closures: no cycle
+        def settled() -> Chunk | None:
+            unstarted.pop(chunk_id, None)
+            doomed.discard(chunk_id)  # its ack, if read late, must not stop the worker
+            current = ref()
+            if current is not None:
+                current.handle = None
+            return current
 
         def done(blob: bytes) -> None:
-            settled()
-            values, errors, elapsed = _worker.unpack_outcome(blob, chunk.count)
-            hooks.complete(chunk, values, errors, elapsed)
+            current = settled()
+            if current is not None:
+                values, errors, elapsed = _worker.unpack_outcome(blob, count)
+                hooks.complete(current, values, errors, elapsed)
 
         def failed(exc: BaseException) -> None:
-            settled()
-            hooks.fail(chunk, exc)
+            current = settled()
+            if current is not None:
+                hooks.fail(current, exc)
 
         with looks.track:
-            unstarted[chunk.id] = chunk
+            unstarted[chunk_id] = chunk
         chunk.handle = self._pool.apply_async(
             _worker.run_blob,
             (chunk.id, chunk.fn, chunk.payload, chunk.mode),
@@ -166,7 +179,10 @@ class Backend:
                 _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
                 _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
             self._pool.terminate()  # joins the result thread (unless it is this one)
-            _mp_private.close_pipes(self._pool)
+            _mp_private.release_terminated(self._pool)
+            with looks.track:  # chunks that never started hold their maps: let go
+                looks.unstarted.clear()
+                looks.doomed.clear()
             self._channel.close()
             for conn in (self._ack_writer, self._ack_reader):
                 with contextlib.suppress(OSError):

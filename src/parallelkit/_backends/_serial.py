@@ -8,6 +8,7 @@ backends (a ``task_timeout`` can only be checked after the task returns).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, final
 
@@ -28,7 +29,7 @@ class Backend:
     workers = 1
 
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
-        self._hooks = hooks
+        self._hooks: Hooks = weakref.proxy(hooks)  # the engine owns this backend: no cycle
         self._check_pickle = settings.check_pickle
         self._init_error: BaseException | None = None
         if options.initializer is not None:

@@ -12,7 +12,10 @@ time for the caller, but its thread runs on until the function returns.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
+import weakref
 from collections.abc import Callable
 from multiprocessing.dummy import Pool as ThreadPool
 from typing import Any, final
@@ -32,29 +35,28 @@ class Backend:
     can_kill = False
 
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
-        self._hooks = hooks
+        # Weakly, and nothing the pool holds refers to this backend: with a
+        # cycle, the pool (and the named semaphores of its change notifier)
+        # would be freed by the garbage collector, not as soon as the executor is.
+        self._hooks: Hooks = weakref.proxy(hooks)
         self._check_pickle = settings.check_pickle
         self._ending = threading.Lock()
         self._ended = False
-        self._init_failed = False
+        self._init_failed = threading.Event()
         self.workers = settings.workers
         self.window = 4 * settings.workers
         # max_tasks_per_worker recycles processes (leaks, fragmentation); threads
         # share one process, so there is nothing to recycle.
-        initializer = options.initializer
-        initargs = tuple(options.initargs)
-
-        def init() -> None:
-            if initializer is None:
-                return
-            try:
-                initializer(*initargs)
-            except BaseException as exc:
-                # Reported once; the pool is terminated and no task runs after this.
-                self._init_failed = True
-                hooks.broken(exc)
-
-        self._pool = ThreadPool(settings.workers, init)
+        self._pool = ThreadPool(
+            settings.workers,
+            functools.partial(
+                _init_thread,
+                options.initializer,
+                tuple(options.initargs),
+                self._init_failed,
+                self._hooks,
+            ),
+        )
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         return _inline.prepare_fn(fn, self._check_pickle)
@@ -71,8 +73,11 @@ class Backend:
         self._pool.apply_async(self._run, (chunk,), error_callback=failed)
 
     def _run(self, chunk: Chunk) -> None:
-        if not self._init_failed:
-            _inline.run_chunk(self._hooks, chunk, catch_interrupt=True)
+        try:
+            if not self._init_failed.is_set():
+                _inline.run_chunk(self._hooks, chunk, catch_interrupt=True)
+        finally:
+            del chunk  # a task's frames keep this one: see _inline.run_chunk
 
     def abort(self, chunk: Chunk) -> None:
         """Threads cannot be stopped; the engine has already failed the chunk."""
@@ -89,5 +94,23 @@ class Backend:
         with self._ending:
             if not self._ended:
                 self._pool.terminate()
-                _mp_private.close_pipes(self._pool)
+                _mp_private.release_terminated(self._pool)
                 self._ended = True
+
+
+def _init_thread(
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+    failed: threading.Event,
+    hooks: Hooks,
+) -> None:
+    """Initializer of every worker thread: the user's, whose failure breaks the engine."""
+    if initializer is None:
+        return
+    try:
+        initializer(*initargs)
+    except BaseException as exc:
+        # Reported once; the pool is terminated and no task runs after this.
+        failed.set()
+        with contextlib.suppress(ReferenceError):  # the executor is gone: nobody to tell
+            hooks.broken(exc)
