@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
 from typing import Any, Final, Protocol, TypeVar, final
 
-from ._backends._base import Backend, BackendOptions, Chunk
+from ._backends._base import Backend, BackendOptions, Chunk, OnDone
 from ._backends._registry import load_backend
 from ._chunking import ChunkSizer
 from ._config import Settings
@@ -210,9 +210,7 @@ class Engine:
         items: list[Any],
         mode: int,
         timeout: float | None,
-        on_done: Callable[
-            [Chunk, list[Any] | None, dict[int, BaseException], BaseException | None], None
-        ],
+        on_done: OnDone,
         future: Future[Any] | None = None,
     ) -> Chunk:
         """Build a chunk; its items are serialized now, in the caller's thread."""

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar, final
 
-from ._backends._base import Chunk
+from ._backends._base import Chunk, OnDone
 from ._chunking import ChunkSizer
 from ._engine import Engine, describe
 from ._errors import BrokenExecutorError, ClosedError
@@ -375,9 +375,7 @@ class ResultIterator(Generic[T]):
             self._close()
 
 
-def _deliver_to(
-    ref: weakref.ref[ResultIterator[Any]],
-) -> Callable[[Chunk, list[Any] | None, dict[int, BaseException], BaseException | None], None]:
+def _deliver_to(ref: weakref.ref[ResultIterator[Any]]) -> OnDone:
     """A chunk's ``on_done`` that hands the outcome to the map if it still exists."""
 
     def deliver(

@@ -52,6 +52,7 @@ __all__ = (
     "acknowledge_start",
     "init_process_worker",
     "pack_outcome",
+    "pid_exists",
     "run_blob",
     "run_items",
     "unpack_outcome",
@@ -147,11 +148,12 @@ def _watch_parent(owner: int) -> None:
     parent = os.getppid()
     while True:
         time.sleep(0.25)
-        if os.getppid() != parent or not _exists(owner):
+        if os.getppid() != parent or not pid_exists(owner):
             os._exit(1)
 
 
-def _exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -422,7 +422,7 @@ class WorkerLooks:
         # A worker that took a chunk but was reaped before it was ever seen here.
         known = set(self._procs)
         for pid, chunk_id in list(self.holding.items()):
-            if pid not in known and not _alive(pid):
+            if pid not in known and not _worker.pid_exists(pid):
                 del self.holding[pid]
                 if self._hooks.running(chunk_id) is not None:
                     self._suspects.append((now + CRASH_GRACE, pid, None, chunk_id))
@@ -548,8 +548,8 @@ def _wait_for_result(ref: weakref.ref[WorkerLooks], fd: int, started: bool) -> N
     """Wait until the result pipe ``fd`` can be read, looking after the workers meanwhile.
 
     Called by :class:`ResultReader` in the pool's result thread whenever the
-    pipe is empty. The looks is held only while it looks, never while the
-    thread waits. Once the looks is stopped or gone, only the pipe is waited for.
+    pipe is empty. The looks object is held only while it looks, never while
+    the thread waits. Once it is stopped or gone, only the pipe is waited for.
 
     Raises:
         EOFError: ``started`` (part of a message came) and the rest will not
@@ -601,13 +601,3 @@ def _look_from_result_thread(
     except (OSError, EOFError, ValueError):
         if not looks.stop.is_set():
             raise  # else: stopped from a callback the look ran; its pipes were closed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - pid reused by another user
-        return False
-    return True
