@@ -303,9 +303,19 @@ _ARRAY_HEADER = re.compile(r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$")
 _QUOTES_AND_SPACES = str.maketrans("", "", "\"' ")
 
 
+def _header(line: str) -> re.Match[str] | None:
+    """The match of a (stripped) line that opens a table or an array of tables."""
+    return (_HEADER.match(line) or _ARRAY_HEADER.match(line)) if line[:1] == "[" else None
+
+
 def _table_name(header: re.Match[str]) -> str:
     """The dotted name of a matched table header, without quotes and spaces."""
     return header.group(1).translate(_QUOTES_AND_SPACES)
+
+
+def _is_ours(table: str) -> bool:
+    """Whether a table's dotted name is ``tool.parallelkit`` or lies within it."""
+    return table == "tool.parallelkit" or table.startswith("tool.parallelkit.")
 
 
 def _sets_our_table_otherwise(line: str, table: str) -> bool:
@@ -333,10 +343,10 @@ def _may_hold_our_table(data: bytes) -> bool:
     table = ""
     for raw in text.splitlines():
         line = raw.strip()
-        header = (_HEADER.match(line) or _ARRAY_HEADER.match(line)) if line[:1] == "[" else None
+        header = _header(line)
         if header:
             table = _table_name(header)
-            if table == "tool.parallelkit" or table.startswith("tool.parallelkit."):
+            if _is_ours(table):
                 return True
         elif "parallelkit" in line and _sets_our_table_otherwise(line, table):
             return True  # (a key line that does not name parallelkit cannot set its table)
@@ -372,10 +382,10 @@ def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, ob
         open_string = next((q for q in ('"""', "'''") if line.count(q) % 2), "")
         if not line or line.startswith("#"):
             continue
-        header = _HEADER.match(line) or _ARRAY_HEADER.match(line)
+        header = _header(line)
         if header:
             current = _table_name(header)
-            ours = current == "tool.parallelkit" or current.startswith("tool.parallelkit.")
+            ours = _is_ours(current)
             table = None
             if ours or read_root:  # (in a pyproject.toml, other tables do not matter)
                 array = line.startswith("[[")
