@@ -877,38 +877,28 @@ def cpu_bound(cfg: Config, res: Resources) -> list[Case]:
     def mp_pool(workers: int) -> MpPool:
         return res.get(f"mp-{workers}", lambda: ctx.Pool(workers), close_mp_pool)
 
-    def pk_case(backend: str, workers: int, label: str, **kw: Any) -> Case:
+    def case(label: str, run_all: Callable[[list[int]], object], **kw: Any) -> Case:
+        """A row that runs ``tasks`` (``small`` to warm up) through ``run_all``."""
         return Case(
             label,
-            lambda: list(executor(backend, workers).map(run, tasks)),
+            lambda: run_all(tasks),
             len(tasks),
             check=check,
-            warmup=lambda: list(executor(backend, workers).map(run, small)),
+            warmup=lambda: run_all(small),
             **kw,
         )
 
+    def pk_case(backend: str, workers: int, label: str, **kw: Any) -> Case:
+        return case(label, lambda xs: list(executor(backend, workers).map(run, xs)), **kw)
+
     def mp_case(workers: int, label: str, **kw: Any) -> Case:
-        return Case(
-            label,
-            lambda: mp_pool(workers).map(run, tasks),
-            len(tasks),
-            check=check,
-            warmup=lambda: mp_pool(workers).map(run, small),
-            **kw,
-        )
+        return case(label, lambda xs: mp_pool(workers).map(run, xs), **kw)
 
     def bare_case(count: int, label: str, **kw: Any) -> Case:
         def bare() -> BareInterpreters:
             return res.get(f"bare-{count}", lambda: BareInterpreters(count), BareInterpreters.close)
 
-        return Case(
-            label,
-            lambda: bare().map(tasks),
-            len(tasks),
-            check=check,
-            warmup=lambda: bare().map(small),
-            **kw,
-        )
+        return case(label, lambda xs: bare().map(xs), **kw)
 
     serial = "parallelkit Executor('serial')"
     pk1 = "parallelkit Executor('process', 1)"
