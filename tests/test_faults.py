@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gc
 import multiprocessing.connection
 import os
@@ -453,31 +454,58 @@ def test_ctrl_c_or_sigterm_during_map_interrupts_within_a_second_and_stops_worke
     assert not any(_alive(p) for p in pids), "orphan workers"
 
 
-def test_workers_exit_when_their_owner_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
+def test_workers_exit_when_their_owner_is_killed(start_method: str, tmp_path: Path) -> None:
+    # Two executors (the second's workers are forked while the first's lifeline
+    # is open), a child of the owner that outlives it, and workers busy in a
+    # long task: none of them keeps a worker alive once the owner is gone.
     script = tmp_path / "owner.py"
     script.write_text(
         textwrap.dedent(
-            """
-            import os, time, parallelkit
+            f"""
+            import os, sys, time, parallelkit
             if __name__ == "__main__":
-                ex = parallelkit.Executor("process", 2)
+                first = parallelkit.Executor("process", 2, start_method={start_method!r})
+                second = parallelkit.Executor("process", 1, start_method={start_method!r})
                 slow_pid = lambda _: (time.sleep(0.1), os.getpid())[1]
-                pids = set(ex.map(slow_pid, range(6), chunksize=1))
+                pids = set(first.map(slow_pid, range(6), chunksize=1))
+                pids |= set(second.map(slow_pid, range(2), chunksize=1))
+                child = os.fork()
+                if child == 0:
+                    time.sleep(20)
+                    os._exit(0)
+                first.submit(time.sleep, 30)
+                second.submit(time.sleep, 30)
+                time.sleep(0.3)
+                print(child, flush=True)
                 print(*sorted(pids), flush=True)
                 os.kill(os.getpid(), 9)
             """
         ),
         encoding="utf-8",
     )
-    proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=40, check=False
-    )
-    pids = [int(p) for p in proc.stdout.split()]
-    assert pids, proc.stderr
-    deadline = time.monotonic() + 3
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(_alive(p) for p in pids), "workers outlived their owner"
+    # Output to files: the child that outlives the owner keeps any pipe open.
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        subprocess.run(
+            [sys.executable, str(script)], stdout=stdout, stderr=stderr, timeout=40, check=False
+        )
+    killed = time.monotonic()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2, err.read_text()
+    child, pids = int(lines[0]), [int(p) for p in lines[1].split()]
+    try:
+        assert len(pids) == 3, err.read_text()
+        deadline = killed + 3
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(_alive(p) for p in pids), "workers outlived their owner"
+        if sys.platform == "linux":  # the kernel kills them (elsewhere a thread looks every 0.25 s)
+            assert time.monotonic() - killed < 1
+        assert _alive(child)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("backend_name", ["process", "thread"])

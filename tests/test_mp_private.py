@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import threading
 import time
 from collections.abc import Callable, Generator
 from multiprocessing.pool import Pool
@@ -132,3 +133,51 @@ def test_the_worker_maintenance_thread_does_not_wake_for_each_result(
         # multiprocessing.Pool's own thread also waits on the result pipe and
         # looks at every worker again for each result (hundreds of looks here).
         assert looks() - before < 30
+
+
+def test_submit_runs_a_job_and_calls_back_once_from_the_result_thread() -> None:
+    with channel_pool() as (pool, _):
+        outcomes: list[tuple[str, object]] = []
+        done = threading.Event()
+
+        def on_result(value: object) -> None:
+            outcomes.append(("done", value))
+            done.set()
+
+        def on_error(exc: BaseException) -> None:
+            outcomes.append(("failed", exc))
+            done.set()
+
+        _mp_private.submit(pool, 7, abs, (-5,), on_result, on_error)
+        assert done.wait(20)
+        assert outcomes == [("done", 5)]
+        done.clear()
+        _mp_private.submit(pool, 8, int, ("not a number",), on_result, on_error)
+        assert done.wait(20)
+        kind, exc = outcomes[1]
+        assert kind == "failed" and isinstance(exc, ValueError)
+        table = pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        deadline = time.monotonic() + 5
+        while table and time.monotonic() < deadline:  # pyright: ignore[reportUnknownArgumentType]
+            time.sleep(0.01)
+        assert not table, "a finished job stays in the pool's table"
+
+
+def test_a_forgotten_job_leaves_the_table_and_its_late_result_is_dropped() -> None:
+    with channel_pool() as (pool, _):
+        called: list[object] = []
+        handle = _mp_private.submit(pool, 9, time.sleep, (0.3,), called.append, called.append)
+        _mp_private.forget(pool, handle)
+        assert 9 not in pool._cache  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        # join() does not wait for it; its result, when it comes, finds no job.
+        pool.close()
+        pool.join()
+        assert called == []
+
+
+def test_submit_to_a_pool_that_no_longer_runs_raises() -> None:
+    with channel_pool() as (pool, _):
+        pool.close()
+        with pytest.raises(ValueError, match="Pool not running"):
+            _mp_private.submit(pool, 1, abs, (-1,), print, print)
+        pool.join()

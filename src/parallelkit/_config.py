@@ -290,14 +290,14 @@ def _parse_toml(data: bytes, path: str, explicit: bool) -> dict[str, object]:
     return _parse_toml_subset(data.decode("utf-8"), path, read_root=explicit)  # pragma: no cover
 
 
-_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$")
+# Patterns are compiled on first use (``re`` keeps them): importing parallelkit,
+# which every spawn and forkserver worker does, need not pay for compiling them.
+_HEADER: Final = r"^\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$"
+_ARRAY_HEADER: Final = r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$"
 #: Key lines that set tool.parallelkit in a form the subset reader does not read:
 #: under [tool], and at the top level.
-_OUR_KEY_IN_TOOL = re.compile(r"""["']?parallelkit["']?\s*[.=]""")
-_OUR_KEY_AT_TOP = re.compile(r"""tool\s*\.\s*["']?parallelkit|tool\s*=\s*\{.*parallelkit""")
-
-
-_ARRAY_HEADER = re.compile(r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$")
+_OUR_KEY_IN_TOOL: Final = r"""["']?parallelkit["']?\s*[.=]"""
+_OUR_KEY_AT_TOP: Final = r"""tool\s*\.\s*["']?parallelkit|tool\s*=\s*\{.*parallelkit"""
 
 
 _QUOTES_AND_SPACES = str.maketrans("", "", "\"' ")
@@ -305,7 +305,7 @@ _QUOTES_AND_SPACES = str.maketrans("", "", "\"' ")
 
 def _header(line: str) -> re.Match[str] | None:
     """The match of a (stripped) line that opens a table or an array of tables."""
-    return (_HEADER.match(line) or _ARRAY_HEADER.match(line)) if line[:1] == "[" else None
+    return (re.match(_HEADER, line) or re.match(_ARRAY_HEADER, line)) if line[:1] == "[" else None
 
 
 def _table_name(header: re.Match[str]) -> str:
@@ -321,8 +321,8 @@ def _is_ours(table: str) -> bool:
 def _sets_our_table_otherwise(line: str, table: str) -> bool:
     """Whether a key line of ``table`` ("" at the top) sets tool.parallelkit after all."""
     if table == "tool":
-        return _OUR_KEY_IN_TOOL.match(line) is not None
-    return table == "" and _OUR_KEY_AT_TOP.match(line) is not None
+        return re.match(_OUR_KEY_IN_TOOL, line) is not None
+    return table == "" and re.match(_OUR_KEY_AT_TOP, line) is not None
 
 
 def _may_hold_our_table(data: bytes) -> bool:
@@ -353,7 +353,7 @@ def _may_hold_our_table(data: bytes) -> bool:
     return False
 
 
-_PAIR = re.compile(r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$")
+_PAIR: Final = r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$"
 
 
 def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, object]:
@@ -410,7 +410,7 @@ def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, ob
                     "as a [tool.parallelkit] table of 'key = value' lines"
                 )
             continue
-        pair = _PAIR.match(line)
+        pair = re.match(_PAIR, line)
         if not pair:
             raise ConfigError(f"cannot parse line {number} of config file {path}: {raw!r}")
         table[pair.group(1)] = _toml_scalar(pair.group(2), number, path)

@@ -8,19 +8,36 @@ default, SIGTERM raises ``KeyboardInterrupt`` instead, exactly like Ctrl-C: the
 map's running tasks are stopped, ``with`` blocks terminate their executors,
 and the program ends with the usual traceback. A handler the program set
 itself is never replaced.
+
+The handler is read and set through ``_signal``, the C module under
+:mod:`signal`: the wrappers of :mod:`signal` turn every number into an enum
+member, which costs more than the wait itself for a quick result, and in a
+process that has just forked, every page of the enum machinery it touches
+is copied.
 """
 
 from __future__ import annotations
 
+import importlib
 import signal
-import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Final, final
+from typing import Any, Final, final
 
-__all__ = ("SigtermInterrupts",)
+__all__ = ("SigtermInterrupts", "ignore_sigint")
 
-_SIGTERM: Final = signal.SIGTERM
-_SIG_DFL: Final = signal.SIG_DFL
+_raw: Any = importlib.import_module("_signal")
+_getsignal: Final[Callable[[int], object]] = _raw.getsignal
+_setsignal: Final[Callable[[int, object], object]] = _raw.signal
+_SIGTERM: Final = int(signal.SIGTERM)
+_SIGINT: Final = int(signal.SIGINT)
+_SIG_DFL: Final = int(signal.SIG_DFL)
+_SIG_IGN: Final = int(signal.SIG_IGN)
+
+
+def ignore_sigint() -> None:
+    """Ignore Ctrl-C in this process (a worker: its parent owns Ctrl-C)."""
+    _setsignal(_SIGINT, _SIG_IGN)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -35,13 +52,11 @@ class SigtermInterrupts:
 
     def __enter__(self) -> None:
         self._installed = False
-        if threading.get_ident() != threading.main_thread().ident:
-            return
         try:
-            if signal.getsignal(_SIGTERM) is _SIG_DFL:
-                signal.signal(_SIGTERM, _interrupt)
+            if _getsignal(_SIGTERM) == _SIG_DFL:
+                _setsignal(_SIGTERM, _interrupt)
                 self._installed = True
-        except ValueError:  # pragma: no cover - not the main interpreter
+        except ValueError:  # not the main thread (of the main interpreter)
             pass
 
     def __exit__(
@@ -51,4 +66,4 @@ class SigtermInterrupts:
         tb: TracebackType | None,
     ) -> None:
         if self._installed:
-            signal.signal(_SIGTERM, _SIG_DFL)
+            _setsignal(_SIGTERM, _SIG_DFL)

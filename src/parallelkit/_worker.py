@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import _thread
 import os
-import signal
 import struct
 import sys
 import time
@@ -34,6 +33,7 @@ from itertools import starmap
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+from ._lifeline import Lifeline
 from ._serialize import (
     ErrorEnvelope,
     dumps,
@@ -41,6 +41,7 @@ from ._serialize import (
     exception_from_envelope,
     loads,
 )
+from ._signals import ignore_sigint
 
 __all__ = (
     "ACK_INIT_FAILED",
@@ -71,6 +72,12 @@ ACK_FORMAT: Final = struct.Struct("!qqd")  # pid, chunk id, time.monotonic()
 _ACK_TEXT_LIMIT: Final = 1200
 
 _ack: Connection | None = None
+#: The ack pipe's descriptor in this worker (-1: not a process worker).
+_ack_fd = -1
+#: An ack as it travels: the pipe's ``Connection.send_bytes`` framing (length,
+#: then the message), built in one piece and written with one ``os.write``.
+_ACK_WIRE: Final = struct.Struct("!ic" + ACK_FORMAT.format.lstrip("!"))
+_ACK_MESSAGE_SIZE: Final = _ACK_WIRE.size - 4
 _fn_cache: dict[bytes, Callable[..., Any]] = {}
 _FN_CACHE_SIZE: Final = 32
 
@@ -140,7 +147,7 @@ def _from_the_task(exc: BaseException) -> BaseException:
 
 
 def _watch_parent(owner: int) -> None:
-    """End this worker soon after its owner dies, so no orphan outlives it.
+    """End this worker soon after its owner dies, where no lifeline can (not Linux).
 
     The owner is the process that created the executor; the worker's own
     parent may be a forkserver, which exits when the owner does.
@@ -166,6 +173,7 @@ def pid_exists(pid: int) -> bool:
 def init_process_worker(
     ack: Connection,
     owner: int,
+    lifeline: Lifeline,
     initializer: bytes | None,
     initargs: bytes | None,
 ) -> None:
@@ -175,16 +183,19 @@ def init_process_worker(
         ack: Write end of the ack pipe.
         owner: The pid of the process that owns the executor; when it is
             gone, the worker exits.
+        lifeline: The owner's lifeline (see :mod:`parallelkit._lifeline`).
         initializer: The user's initializer, serialized, or None.
         initargs: Its arguments, serialized, or None.
     """
-    global _ack
+    global _ack, _ack_fd
     _ack = ack
+    _ack_fd = ack.fileno()
     # The parent owns Ctrl-C: it stops the workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A plain thread: threading.Thread.start() would wait for it to run
-    # before this worker may take its first task.
-    _thread.start_new_thread(_watch_parent, (owner,))
+    ignore_sigint()
+    if not lifeline.arm():
+        # A plain thread: threading.Thread.start() would wait for it to run
+        # before this worker may take its first task.
+        _thread.start_new_thread(_watch_parent, (owner,))
     try:
         if initializer is not None:
             fn = loads(initializer)
@@ -197,13 +208,23 @@ def init_process_worker(
         finally:
             sys.stderr.flush()
             os._exit(3)
-    ack.send_bytes(ACK_READY + ACK_FORMAT.pack(os.getpid(), 0, time.monotonic()))
+    _send_ack(ACK_READY, 0)
 
 
 def acknowledge_start(chunk_id: int) -> None:
     """Tell the parent that this worker has taken chunk ``chunk_id``."""
-    if _ack is not None:
-        _ack.send_bytes(ACK_STARTED + ACK_FORMAT.pack(os.getpid(), chunk_id, time.monotonic()))
+    if _ack_fd >= 0:
+        _send_ack(ACK_STARTED, chunk_id)
+
+
+def _send_ack(kind: bytes, chunk_id: int) -> None:
+    # One write below the pipe's atomic size: acks of several workers never mix.
+    # (Not Connection.send_bytes: its Python layers cost more than the write, and
+    # in a freshly forked worker each of them is a page to copy.)
+    os.write(
+        _ack_fd,
+        _ACK_WIRE.pack(_ACK_MESSAGE_SIZE, kind, os.getpid(), chunk_id, time.monotonic()),
+    )
 
 
 def _load_fn(blob: bytes) -> Callable[..., Any]:

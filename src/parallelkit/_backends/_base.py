@@ -44,7 +44,7 @@ class Chunk:
         on_done: Called once with the outcome.
         pid: The worker process running it, once known.
         started: ``time.monotonic()`` when a worker took it.
-        handle: Backend-private (the ``AsyncResult`` on ``multiprocessing`` pools).
+        handle: Backend-private (the job in the pool's table on ``multiprocessing`` pools).
         elapsed: Seconds the worker spent on it (for chunk sizing).
     """
 

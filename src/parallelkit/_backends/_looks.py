@@ -187,7 +187,7 @@ class WorkerLooks:
         """Drop the chunk's job from the pool's table: ``join()`` must not wait for its result."""
         handle = chunk.handle
         if handle is not None:
-            _mp_private.forget(self._pool, handle)  # type: ignore[arg-type]
+            _mp_private.forget(self._pool, handle)
 
     def held(self) -> contextlib.AbstractContextManager[object]:
         """Hold :attr:`_looking`, which every look holds.

@@ -5,10 +5,13 @@ things the public API does not tell:
 
 - ``pool._pool``: the worker ``Process`` objects, whose sentinels reveal a
   worker that died (the pool replaces it but never fails the task it held);
+- ``pool._taskqueue`` / ``pool._cache`` / ``pool._state``: :func:`submit`
+  puts a task on the queue and its job in the table itself, as
+  ``apply_async`` does, with a job that only calls back (see :class:`_Job`);
 - ``pool._cache``: the pending results by job id; a job whose worker died
   stays there forever and would make ``close()`` + ``join()`` wait forever,
   so it is removed once the engine has failed it. The table itself is
-  replaced (in ``_get_sentinels``, before the pool's threads take it) by one
+  replaced (in ``_repopulate_pool``, before the pool's threads take it) by one
   that writes to ``pool._change_notifier`` when it empties only once
   ``pool._state`` is no longer ``RUN``: the pool's own wakes the
   maintenance thread each time, for nothing while the pool runs;
@@ -49,7 +52,8 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from multiprocessing.pool import RUN, AsyncResult, Pool
+from collections.abc import Callable
+from multiprocessing.pool import RUN, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -65,6 +69,7 @@ __all__ = (
     "reaped_exitcode",
     "release_orphaned_lock",
     "release_terminated",
+    "submit",
     "workers",
 )
 
@@ -89,6 +94,17 @@ class _ChannelPool(Pool):
     def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:
         inqueue.drain_while(task_handler.is_alive)
 
+    def _repopulate_pool(self) -> Any:
+        # Pool.__init__ calls this once, to start the workers, after it made the
+        # job table and before it starts the threads that take it: the table is
+        # swapped here (before the fork: under fork, whatever the parent writes
+        # after it is a page to copy while the workers share it).
+        notifier = self._change_notifier  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        cache = self._cache  # type: ignore[has-type]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        if not cache and getattr(cache, "notifier", None) is notifier:  # pyright: ignore[reportUnknownArgumentType]
+            self._cache = _QuietCache(self, notifier)
+        return super()._repopulate_pool()  # type: ignore[misc]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType, reportAttributeAccessIssue]
+
     def _get_sentinels(self) -> list[Any]:
         # The pool's worker-maintenance thread also waits on the result pipe,
         # so it wakes (and polls every worker) for each result that arrives,
@@ -96,13 +112,6 @@ class _ChannelPool(Pool):
         # that competes with the result thread for the GIL. Worker exits wake
         # it through their own sentinels, an emptied job table (after close())
         # and shutdown through the change notifier.
-        #
-        # Pool.__init__ calls this once, after it made the job table and
-        # before it starts the threads that take it: the table is swapped here.
-        notifier = self._change_notifier  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-        cache = self._cache  # type: ignore[has-type]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        if not cache and getattr(cache, "notifier", None) is notifier:  # pyright: ignore[reportUnknownArgumentType]
-            self._cache = _QuietCache(self, notifier)
         return [self._change_notifier._reader]  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 
 
@@ -151,6 +160,70 @@ def pool_with_task_channel(
     )
 
 
+class _Job:
+    """A job in the pool's table: what ``apply_async`` makes, less what only waiters need.
+
+    The pool's result thread calls :meth:`_set` with the outcome, as it does
+    for an ``ApplyResult``; a job has no event to wait on (its callbacks are
+    the only way its outcome goes out), so each costs one small object.
+    """
+
+    __slots__ = ("_cache", "_done", "_failed", "_job")
+
+    def __init__(
+        self,
+        job: int,
+        cache: dict[int, Any],
+        done: Callable[[Any], None],
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        self._job = job
+        self._cache = cache
+        self._done = done
+        self._failed = failed
+
+    def _set(self, index: int, outcome: tuple[bool, Any]) -> None:
+        success, value = outcome
+        try:
+            if success:
+                self._done(value)
+            else:
+                self._failed(value)
+        finally:
+            # Not pop(): the quiet table acts on del. A job forgotten (its
+            # worker died) is gone already.
+            if self._cache.get(self._job) is self:
+                del self._cache[self._job]
+
+
+def submit(
+    pool: Pool,
+    job: int,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    done: Callable[[Any], None],
+    failed: Callable[[BaseException], None],
+) -> object:
+    """Run ``func(*args)`` in the pool as job ``job``; what ``apply_async`` does, lighter.
+
+    ``job`` must be unique among the pool's pending jobs; the task the
+    workers read is ``(job, 0, func, args, {})``. ``done(result)`` or
+    ``failed(exception)`` is called in the pool's result thread.
+
+    Returns:
+        The job's handle, for :func:`forget`.
+
+    Raises:
+        ValueError: The pool no longer runs (as ``apply_async`` raises).
+    """
+    if pool._state != RUN:  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        raise ValueError("Pool not running")
+    jobs = _jobs(pool)
+    handle = jobs[job] = _Job(job, jobs, done, failed)
+    pool._taskqueue.put(([(job, 0, func, args, {})], None))  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    return handle
+
+
 def workers(pool: Pool) -> list[BaseProcess]:
     """Return a snapshot of the pool's current worker processes."""
     procs: list[BaseProcess] = list(pool._pool)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
@@ -163,8 +236,11 @@ def _jobs(pool: Pool) -> dict[int, Any]:
     return cache  # pyright: ignore[reportUnknownVariableType]
 
 
-def forget(pool: Pool, result: AsyncResult[Any]) -> None:
-    """Drop a job whose worker died from the pool's cache, so ``join()`` can end."""
+def forget(pool: Pool, result: object) -> None:
+    """Drop a job whose worker died from the pool's cache, so ``join()`` can end.
+
+    ``result`` is a handle from :func:`submit` or an ``apply_async`` result.
+    """
     job = result._job  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
     with contextlib.suppress(KeyError):
         del _jobs(pool)[job]

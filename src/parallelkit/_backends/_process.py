@@ -2,9 +2,9 @@
 
 ::
 
-    engine ──apply_async(run_blob, (id, fn bytes, items bytes, mode))──▶ mp.Pool
-                                                                          │ task channel
-        ┌─────────────────────────────────────────────────────────────────┘ (TaskChannel)
+    engine ──submit(run_blob, (id, fn bytes, items bytes, mode))──▶ mp.Pool
+                                                                     │ task channel
+        ┌────────────────────────────────────────────────────────────┘ (TaskChannel)
         ▼
     worker processes (started by mp.Pool with the configured start method)
         │  ack pipe ──▶ the looks (see :mod:`._looks`)
@@ -32,10 +32,11 @@ import threading
 import weakref
 from collections.abc import Callable
 from multiprocessing.pool import Pool
-from typing import Any, cast, final
+from typing import Any, final
 
 from .. import _worker
 from .._config import Settings
+from .._lifeline import Lifeline
 from .._serialize import dumps, dumps_function
 from . import _mp_private
 from ._base import BackendOptions, Chunk, Hooks
@@ -62,6 +63,7 @@ class Backend:
             # What a worker runs: the task channel, which loads the worker module.
             _mp_private.preload_in_forkserver(TaskChannel.__module__)
         self._ack_reader, self._ack_writer = context.Pipe(duplex=False)
+        self._lifeline = Lifeline()
         self._ending = threading.Lock()
         self._ended = False
         init_blob = dumps_function(options.initializer) if options.initializer else None
@@ -76,7 +78,7 @@ class Backend:
             self._looks.results,
             settings.workers,
             _worker.init_process_worker,
-            (self._ack_writer, os.getpid(), init_blob, args_blob),
+            (self._ack_writer, os.getpid(), self._lifeline, init_blob, args_blob),
             options.max_tasks_per_worker,
             context,
         )
@@ -127,11 +129,14 @@ class Backend:
 
         with looks.track:
             unstarted[chunk_id] = chunk
-        chunk.handle = self._pool.apply_async(
+        # The chunk id is the job's id: the task channel reads it back from the task.
+        chunk.handle = _mp_private.submit(
+            self._pool,
+            chunk_id,
             _worker.run_blob,
-            (chunk.id, chunk.fn, chunk.payload, chunk.mode),
-            callback=done,
-            error_callback=failed,
+            (chunk_id, chunk.fn, chunk.payload, chunk.mode),
+            done,
+            failed,
         )
 
     def abort(self, chunk: Chunk) -> None:
@@ -187,6 +192,7 @@ class Backend:
             for conn in (self._ack_writer, self._ack_reader):
                 with contextlib.suppress(OSError):
                     conn.close()
+            self._lifeline.close()  # the workers have ended; any left would be killed
             self._ended = True
         finally:
             self._ending.release()
@@ -207,12 +213,6 @@ def _quiet_at_exit() -> None:
         backend._looks.stop.set()  # pyright: ignore[reportPrivateUsage]
 
 
-def _chunk_id_of(task: object) -> int:
-    """The chunk id in a task that ``multiprocessing.Pool`` writes, or 0."""
-    if not isinstance(task, tuple):
-        return 0
-    parts = cast("tuple[object, ...]", task)
-    if len(parts) == 5 and parts[2] is _worker.run_blob:
-        args = cast("tuple[int, ...]", parts[3])
-        return args[0]
-    return 0
+def _chunk_id_of(task: tuple[int, int, object, object, object] | None) -> int:
+    """The chunk id of a task that the pool writes (its job id, see ``send``), or 0."""
+    return 0 if task is None else task[0]

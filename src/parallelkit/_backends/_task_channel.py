@@ -136,6 +136,7 @@ class TaskChannel:
         self._reader: Connection
         self._writer: Connection
         self._reader, self._writer = ctx.Pipe(duplex=False)
+        self._fds = (self._reader.fileno(), self._writer.fileno())  # -1 once closed
         self._rlock: Any = ctx.Lock()
         # The record lives in a shared file mapping (not multiprocessing's heap,
         # which keeps its arenas open for the life of the process).
@@ -154,6 +155,7 @@ class TaskChannel:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._reader, self._writer, self._rlock, record_fd = state
+        self._fds = (self._reader.fileno(), -1)
         fd = record_fd.detach()
         self._record_fd = -1
         try:
@@ -171,7 +173,7 @@ class TaskChannel:
         tag = self._tag_of(task) if self._tag_of is not None and task is not None else 0
         start = struct.pack("!8sQq", MAGIC, body.nbytes, tag)
         data = memoryview(b"".join((start, zlib.crc32(start).to_bytes(4, "big"), body)))
-        fd = self._writer.fileno()
+        fd = self._fds[1]
         while data:
             data = data[os.write(fd, data) :]
 
@@ -213,7 +215,7 @@ class TaskChannel:
         """Take the next task (in a worker); see the module docstring."""
         with self._rlock:
             size, tag = self._take_header()
-            body = read_exactly(self._reader.fileno(), size, "task pipe")
+            body = read_exactly(self._fds[0], size, "task pipe")
             if tag:
                 _worker.acknowledge_start(tag)
             self._record[:] = bytes(_RECORD_SIZE)
@@ -225,7 +227,7 @@ class TaskChannel:
         Returns:
             ``(body size, chunk id)``.
         """
-        fd = self._reader.fileno()
+        fd = self._fds[0]
         _PID.pack_into(self._record, 0, os.getpid())
         with memoryview(self._record) as view, view[_PID.size :] as header:
             _read_into(fd, header)
@@ -237,6 +239,7 @@ class TaskChannel:
 
     def close(self) -> None:
         """Close the pipe and the record in this process."""
+        self._fds = (-1, -1)
         self._reader.close()
         self._writer.close()
         self._record.close()
