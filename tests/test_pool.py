@@ -294,3 +294,23 @@ def test_terminate_ends_the_wait_for_a_lazy_map_after_close(backend: str) -> Non
         time.sleep(0.05)
     with pytest.raises((ClosedError, concurrent.futures.CancelledError)):
         list(results)
+
+
+def test_terminate_on_threads_runs_none_of_the_queued_tasks() -> None:
+    # The running task cannot be stopped; those waiting behind it never start.
+    release = threading.Event()
+    ran: list[int] = []
+    pool = Pool(1, backend="thread")
+    blocker = pool.apply_async(release.wait, (10,))
+    queued = [pool.apply_async(ran.append, (i,)) for i in range(6)]
+    time.sleep(0.2)
+    pool.terminate()
+    release.set()
+    pool.join()
+    time.sleep(0.2)
+    assert ran == []
+    with pytest.raises(ClosedError, match="terminated"):
+        blocker.get(5)
+    for res in queued:  # failed if it was handed over, cancelled if it was not
+        with pytest.raises((ClosedError, concurrent.futures.CancelledError)):
+            res.get(5)

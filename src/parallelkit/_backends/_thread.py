@@ -2,9 +2,16 @@
 
 ::
 
-    engine ──apply_async(run_chunk, (chunk,))──▶ multiprocessing.dummy.Pool
-                                                   │ worker threads
-    engine ◀── hooks.started / hooks.complete ─────┘ (called from those threads)
+    engine ── send(chunk) ──▶ chunk queue (queue.SimpleQueue) ──▶ each thread of a
+                                                                  multiprocessing.dummy.Pool
+                                                                  runs one long job:
+    engine ◀── hooks.started / hooks.complete ────────────────── take a chunk, run it
+                 (called from those threads)                       (None: the job ends)
+
+Each of the pool's threads runs one job for the life of the pool, which takes
+chunks from the queue: a chunk costs one queue hand-over, as a task of
+``ThreadPoolExecutor`` does, instead of ``apply_async``'s three (the pool's
+task thread, a worker, the pool's result thread).
 
 A thread cannot be killed: a chunk that passes its ``task_timeout`` fails on
 time for the caller, but its thread runs on until the function returns.
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import queue
 import threading
 import weakref
 from collections.abc import Callable
@@ -57,6 +65,9 @@ class Backend:
                 self._hooks,
             ),
         )
+        self._chunks: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
+        for _ in range(self.workers):
+            self._pool.apply_async(_take_chunks, (self._chunks, self._hooks, self._init_failed))
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         return _inline.prepare_fn(fn, self._check_pickle)
@@ -65,24 +76,14 @@ class Backend:
         return _inline.pack_items(items, self._check_pickle)
 
     def send(self, chunk: Chunk) -> None:
-        hooks = self._hooks
-
-        def failed(exc: BaseException) -> None:
-            hooks.fail(chunk, exc)
-
-        self._pool.apply_async(self._run, (chunk,), error_callback=failed)
-
-    def _run(self, chunk: Chunk) -> None:
-        try:
-            if not self._init_failed.is_set():
-                _inline.run_chunk(self._hooks, chunk, catch_interrupt=True)
-        finally:
-            del chunk  # a task's frames keep this one: see _inline.run_chunk
+        self._chunks.put(chunk)
 
     def abort(self, chunk: Chunk) -> None:
         """Threads cannot be stopped; the engine has already failed the chunk."""
 
     def close(self) -> None:
+        # The engine closes its backend once nothing is queued or running.
+        self._end_jobs()
         self._pool.close()
 
     def join(self) -> None:
@@ -93,9 +94,42 @@ class Backend:
         # One caller at a time: the pool's finalizer must not run twice at once.
         with self._ending:
             if not self._ended:
+                # Chunks still queued do not run: the engine has failed them.
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        self._chunks.get_nowait()
+                self._end_jobs()
                 self._pool.terminate()
                 _mp_private.release_terminated(self._pool)
                 self._ended = True
+
+    def _end_jobs(self) -> None:
+        for _ in range(self.workers):
+            self._chunks.put(None)
+
+
+def _take_chunks(
+    chunks: queue.SimpleQueue[Chunk | None], hooks: Hooks, failed: threading.Event
+) -> None:
+    """The job each thread of the pool runs: take chunks and run them until None comes.
+
+    Holds no reference to the backend or the engine (``hooks`` is a weak
+    proxy): a dropped executor is freed by reference counting.
+    """
+    while True:
+        chunk = chunks.get()
+        if chunk is None:
+            return
+        try:
+            if not failed.is_set():  # else the engine is broken: its chunks fail there
+                _inline.run_chunk(hooks, chunk, catch_interrupt=True)
+        except ReferenceError:  # the engine is gone: nobody to tell
+            return
+        except BaseException as exc:  # not the task's: run_chunk reports those
+            with contextlib.suppress(ReferenceError):
+                hooks.fail(chunk, exc)
+        finally:
+            del chunk  # a task's frames keep this one: see _inline.run_chunk
 
 
 def _init_thread(
