@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import parallelkit
 from parallelkit import ConfigError, Executor, config, current_settings
-from parallelkit._config import _parse_toml_subset  # pyright: ignore[reportPrivateUsage]
+from parallelkit._config import (
+    _header,  # pyright: ignore[reportPrivateUsage]
+    _parse_toml_subset,  # pyright: ignore[reportPrivateUsage]
+)
 
 ENV = (
     "PARALLELKIT_BACKEND",
@@ -401,3 +407,29 @@ def test_both_toml_readers_lay_tables_out_alike(
         else:
             with pytest.raises(ConfigError, match=expected):
                 read(str(path), explicit)
+
+
+_TABLE = re.compile(r"^\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$")
+_ARRAY = re.compile(r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$")
+
+
+_PIECE = st.text(alphabet="[]#. \t\"'-_aZ9", max_size=6)
+
+
+@given(
+    st.tuples(
+        st.sampled_from(["[", "[[", " [", "[ [", "a"]),
+        _PIECE,
+        st.sampled_from(["]", "]]", "] ]", ""]),
+        _PIECE,
+    ).map("".join)
+)
+def test_a_header_line_is_read_as_the_pattern_of_toml_headers_reads_it(text: str) -> None:
+    # The reader of headers uses string operations; this pattern is what it implements
+    # (a table name of spaces alone, which neither TOML reader takes, aside).
+    line = text.strip()
+    match = _TABLE.match(line) or _ARRAY.match(line)
+    if match is not None and not match.group(1).strip():
+        return
+    expected = None if match is None else re.sub("[\"' ]", "", match.group(1))
+    assert _header(line) == expected

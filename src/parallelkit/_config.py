@@ -290,27 +290,38 @@ def _parse_toml(data: bytes, path: str, explicit: bool) -> dict[str, object]:
     return _parse_toml_subset(data.decode("utf-8"), path, read_root=explicit)  # pragma: no cover
 
 
-# Patterns are compiled on first use (``re`` keeps them): importing parallelkit,
-# which every spawn and forkserver worker does, need not pay for compiling them.
-_HEADER: Final = r"^\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$"
-_ARRAY_HEADER: Final = r"^\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]\s*(#.*)?$"
 #: Key lines that set tool.parallelkit in a form the subset reader does not read:
-#: under [tool], and at the top level.
+#: under [tool], and at the top level. Compiled on first use (``re`` keeps them),
+#: which few files ever need: importing parallelkit, as every spawn and forkserver
+#: worker does, need not pay for compiling them.
 _OUR_KEY_IN_TOOL: Final = r"""["']?parallelkit["']?\s*[.=]"""
 _OUR_KEY_AT_TOP: Final = r"""tool\s*\.\s*["']?parallelkit|tool\s*=\s*\{.*parallelkit"""
-
-
+#: What a table name may hold: bare keys, dots, quotes and spaces.
+_NAME_CHARS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-\"' "
+)
 _QUOTES_AND_SPACES = str.maketrans("", "", "\"' ")
 
 
-def _header(line: str) -> re.Match[str] | None:
-    """The match of a (stripped) line that opens a table or an array of tables."""
-    return (re.match(_HEADER, line) or re.match(_ARRAY_HEADER, line)) if line[:1] == "[" else None
+def _header(line: str) -> str | None:
+    """The table a (stripped) line opens, as ``a.b`` (quotes and spaces removed), or None.
 
-
-def _table_name(header: re.Match[str]) -> str:
-    """The dotted name of a matched table header, without quotes and spaces."""
-    return header.group(1).translate(_QUOTES_AND_SPACES)
+    The line is ``[a.b]`` or ``[[a.b]]``, maybe with spaces inside the brackets
+    and a comment after them. (String operations, not a pattern: every line of
+    a project's pyproject.toml that starts with a bracket comes here.)
+    """
+    if line[:1] != "[":
+        return None
+    array = line[:2] == "[["
+    start, close = (2, "]]") if array else (1, "]")
+    end = line.find(close, start)
+    if end < 0:
+        return None
+    name = line[start:end].strip()
+    after = line[end + len(close) :].lstrip()
+    if not name or (after and after[0] != "#") or not _NAME_CHARS.issuperset(name):
+        return None
+    return name.translate(_QUOTES_AND_SPACES)
 
 
 def _is_ours(table: str) -> bool:
@@ -344,8 +355,8 @@ def _may_hold_our_table(data: bytes) -> bool:
     for raw in text.splitlines():
         line = raw.strip()
         header = _header(line)
-        if header:
-            table = _table_name(header)
+        if header is not None:
+            table = header
             if _is_ours(table):
                 return True
         elif "parallelkit" in line and _sets_our_table_otherwise(line, table):
@@ -353,7 +364,7 @@ def _may_hold_our_table(data: bytes) -> bool:
     return False
 
 
-_PAIR: Final = r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$"
+_PAIR: Final = r"^([A-Za-z0-9_\-]+)\s*=\s*(.+?)\s*$"  # (compiled on first use)
 
 
 def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, object]:
@@ -383,8 +394,8 @@ def _parse_toml_subset(text: str, path: str, *, read_root: bool) -> dict[str, ob
         if not line or line.startswith("#"):
             continue
         header = _header(line)
-        if header:
-            current = _table_name(header)
+        if header is not None:
+            current = header
             ours = _is_ours(current)
             table = None
             if ours or read_root:  # (in a pyproject.toml, other tables do not matter)
