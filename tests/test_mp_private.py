@@ -181,3 +181,16 @@ def test_submit_to_a_pool_that_no_longer_runs_raises() -> None:
         with pytest.raises(ValueError, match="Pool not running"):
             _mp_private.submit(pool, 1, abs, (-1,), print, print)
         pool.join()
+
+
+def test_the_result_queue_keeps_multiprocessing_s_contract_with_plain_pickle() -> None:
+    # Workers put results with plain pickle: an exception still arrives with its
+    # type, and a result that cannot be pickled still becomes MaybeEncodingError.
+    with channel_pool() as (pool, _):
+        assert type(pool._outqueue).__name__ == "ResultQueue"  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
+        with pytest.raises(ZeroDivisionError):
+            pool.apply_async(divmod, (1, 0)).get(20)
+        with pytest.raises(Exception, match="Error sending result") as caught:
+            pool.apply_async(threading.Lock).get(20)
+        assert type(caught.value).__name__ == "MaybeEncodingError"
+        assert pool.apply_async(abs, (-4,)).get(20) == 4

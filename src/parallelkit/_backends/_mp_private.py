@@ -57,6 +57,8 @@ from multiprocessing.pool import RUN, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from ._result_reader import ResultQueue
+
 __all__ = (
     "forget",
     "inqueue_lock",
@@ -85,9 +87,9 @@ class _ChannelPool(Pool):
     def _setup_queues(self) -> None:
         ctx = self._ctx  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
         self._inqueue = self._parallelkit_channel
-        self._outqueue = ctx.SimpleQueue()  # pyright: ignore[reportUnknownMemberType]
+        self._outqueue = ResultQueue(ctx=ctx)
         self._quick_put = self._inqueue.put
-        self._parallelkit_results.attach(self._outqueue._reader)  # pyright: ignore[reportUnknownMemberType]
+        self._parallelkit_results.attach(self._outqueue.reader)
         self._quick_get = self._parallelkit_results.get
 
     @staticmethod

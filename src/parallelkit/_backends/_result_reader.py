@@ -20,6 +20,9 @@ backend looks after its workers (see :mod:`._looks`)::
 
 Without a ``wait`` function a reader waits for the pipe alone, and gives up
 on a message cut short once :attr:`ResultReader.suspect` is set.
+
+The workers write to the pipe through :class:`ResultQueue`, the pool's
+``SimpleQueue`` with plain pickle instead of ``ForkingPickler``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ import select
 import struct
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from multiprocessing.queues import SimpleQueue
+from typing import Any, Final, cast
 
 from ._task_channel import read_exactly
 
-__all__ = ("ResultReader", "readable")
+__all__ = ("ResultQueue", "ResultReader", "readable")
 
 #: How often a reader without a wait function looks whether it should give up.
 LOOK: Final = 0.1
@@ -49,6 +53,27 @@ def readable(fd: int, timeout: float | None) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(None if timeout is None else 1000 * timeout))
+
+
+class ResultQueue(SimpleQueue[Any]):
+    """The pool's result queue; a worker pickles what it puts with plain pickle.
+
+    What a worker of the process backend puts is ``(job, index, (ok, value))``
+    with an outcome in bytes or an exception ``multiprocessing.Pool`` wrapped
+    for the trip: nothing that needs ``ForkingPickler``'s reducers, each
+    instance of which copies their table (in a worker just forked, a page
+    copied for every reducer in it).
+    """
+
+    @property
+    def reader(self) -> Connection:
+        """The read end, which the pool's result thread reads with :class:`ResultReader`."""
+        return cast("Connection", self._reader)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+
+    def put(self, obj: object) -> None:
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        with self._wlock:  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+            self._writer.send_bytes(data)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 
 
 class ResultReader:

@@ -42,7 +42,7 @@ import zlib
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import assert_spawning
-from multiprocessing.reduction import DupFd, ForkingPickler
+from multiprocessing.reduction import DupFd
 from typing import Any, Final
 
 from .. import _worker
@@ -125,7 +125,9 @@ class TaskChannel:
 
     It offers what the pool uses of its own task queue: ``put`` (parent),
     ``get`` (workers), and the ``_reader``, ``_writer`` and ``_rlock``
-    attributes that the pool's worker loop and shutdown touch.
+    attributes that the pool's worker loop and shutdown touch. Tasks travel
+    with plain pickle (the process backend's hold ints, bytes and a function
+    of a module), not ``ForkingPickler``.
 
     Args:
         ctx: The multiprocessing context of the pool.
@@ -169,9 +171,13 @@ class TaskChannel:
 
     def put(self, task: Any) -> None:
         """Write one task (the pool's task thread is the only writer)."""
-        body = ForkingPickler.dumps(task)  # a view of the pickler's buffer: copied once below
+        # Plain pickle, not ForkingPickler: a task holds ints, bytes and a
+        # module-level function, none of which needs its reducers, and each
+        # ForkingPickler copies its table of them (in a process that has just
+        # forked, a page copied for every reducer in it).
+        body = pickle.dumps(task, pickle.HIGHEST_PROTOCOL)
         tag = self._tag_of(task) if self._tag_of is not None and task is not None else 0
-        start = struct.pack("!8sQq", MAGIC, body.nbytes, tag)
+        start = struct.pack("!8sQq", MAGIC, len(body), tag)
         data = memoryview(b"".join((start, zlib.crc32(start).to_bytes(4, "big"), body)))
         fd = self._fds[1]
         while data:
