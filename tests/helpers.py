@@ -116,6 +116,24 @@ def die_after_result_header() -> bytes:
     return b"x" * 100_000
 
 
+def pause_in_result_write() -> int:
+    """Return 1, then stop for 30 s inside the write of that result, holding its lock.
+
+    A profile hook (this thread only) sleeps when multiprocessing's
+    ``Connection._send`` is called: the result queue's lock is held by then,
+    and no byte of the result is written.
+    """
+
+    def hook(frame: Any, event: str, arg: object) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_name == "_send" and "connection" in code.co_filename:
+            sys.setprofile(None)
+            time.sleep(30)
+
+    sys.setprofile(hook)
+    return 1
+
+
 def parallelkit_modules() -> list[str]:
     """The parallelkit and cloudpickle modules loaded in this process."""
     return sorted(m for m in sys.modules if m.split(".")[0] in ("parallelkit", "cloudpickle"))

@@ -36,6 +36,7 @@ from .helpers import (
     exit_now,
     failing_init,
     inc,
+    pause_in_result_write,
     pid_after,
     pid_of,
     raise_base,
@@ -180,6 +181,16 @@ def test_a_worker_killed_as_the_pool_shuts_down_does_not_hang_join() -> None:
     start = time.monotonic()
     pool.join()
     assert time.monotonic() - start < 5
+
+
+def test_a_worker_killed_by_its_time_limit_while_writing_its_result_frees_the_queue() -> None:
+    # The time limit kills the worker in the moment it holds the result queue's
+    # lock: the lock is released for it, and the executor goes on.
+    with Executor("process", 1) as ex:
+        with pytest.raises(TaskTimeoutError):
+            ex.submit(Timed(pause_in_result_write, 0.5)).result(10)
+        assert ex.submit(inc, 1).result(10) == 2
+        assert ex.submit(inc, 2).result(10) == 3
 
 
 def test_a_result_cut_short_by_a_worker_death_never_blocks_shutdown() -> None:

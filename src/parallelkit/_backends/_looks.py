@@ -143,6 +143,9 @@ class WorkerLooks:
         self._ready: set[int] = set()  # pids that finished start-up
         self._startup_failures = 0  # workers in a row that died before they were ready
         self.deaths = 0  # unexpected worker deaths so far
+        # Workers killed on purpose (a time limit, a cancel) and seen to end: like
+        # a death, a kill can land while the worker holds a queue's lock.
+        self.kills = 0
         self.closing = False
         self._result_lock_held_since: float | None = None
         self.stop = threading.Event()
@@ -265,7 +268,7 @@ class WorkerLooks:
         self._judge_suspects()
         if self._gone:
             self._check_task_channel()
-        if self.deaths:
+        if self.deaths or self.kills:
             self._check_result_channel()
 
     def watch_until_ended(self) -> None:
@@ -408,7 +411,9 @@ class WorkerLooks:
             self._gone[pid] = exitcode
             if len(self._gone) > _GONE_KEPT:
                 del self._gone[next(iter(self._gone))]
-            if exitcode != 0 and pid not in self._killed:
+            if pid in self._killed:
+                self.kills += 1
+            elif exitcode != 0:
                 self.deaths += 1
             chunk_id = self.holding.pop(pid, None)
             on_purpose = pid in self._killed or self.stop.is_set()
@@ -461,9 +466,11 @@ class WorkerLooks:
             )
 
     def _check_result_channel(self) -> None:
-        """After a worker died: free the result queue if the dead worker held it.
+        """After a worker died or was killed: free the result queue if it held it.
 
-        A worker killed while writing a result keeps the result queue's lock:
+        A worker killed while writing a result keeps the result queue's lock
+        (also one killed on purpose, by a time limit or a cancel, in the
+        moment between its task's end and its result's):
         every other worker, and the pool's own shutdown, would wait for it
         forever. Live writers hold it for a moment; held for :data:`STALL`
         seconds after a death, it is released on the dead worker's behalf. If

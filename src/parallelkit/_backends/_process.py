@@ -177,9 +177,9 @@ class Backend:
                 return
             with looks.held():
                 pass  # a look under way ends first; none begins after stop was set
-            if looks.deaths:
-                # A dead worker may hold a queue's lock, which the pool's own
-                # shutdown needs: stop every worker, then no holder is alive.
+            if looks.deaths or looks.kills:
+                # A dead or killed worker may hold a queue's lock, which the pool's
+                # own shutdown needs: stop every worker, then no holder is alive.
                 looks.kill_workers(wait=1.0)
                 _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
                 _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
