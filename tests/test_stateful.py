@@ -108,6 +108,14 @@ class ExecutorMachine(RuleBasedStateMachine):
             start = time.monotonic()
             self.ex.shutdown(wait=True)
             assert time.monotonic() - start < 30
+            # Hypothesis keeps this machine in reference cycles of its own: let go
+            # of the executor (and what holds it) now, so that its pool and the
+            # named semaphores of its queues are freed here, not by the garbage
+            # collector at some later moment (which may be inside multiprocessing's
+            # resource tracker, whose lock does not allow it).
+            del self.ex
+            self.futures.clear()
+            self.maps.clear()
 
 
 @pytest.mark.slow
