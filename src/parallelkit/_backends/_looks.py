@@ -142,10 +142,10 @@ class WorkerLooks:
         self._dying: dict[int, float] = {}  # pid -> when its sentinel fired
         self._ready: set[int] = set()  # pids that finished start-up
         self._startup_failures = 0  # workers in a row that died before they were ready
-        self.deaths = 0  # unexpected worker deaths so far
-        # Workers killed on purpose (a time limit, a cancel) and seen to end: like
-        # a death, a kill can land while the worker holds a queue's lock.
-        self.kills = 0
+        # Workers seen to end other than on the word to exit: crashed, or killed
+        # on purpose (a time limit, a cancel). Any of them may have left a
+        # queue's lock held: from the first one on, the locks are looked at.
+        self.deaths = 0
         self.closing = False
         self._result_lock_held_since: float | None = None
         self.stop = threading.Event()
@@ -268,7 +268,7 @@ class WorkerLooks:
         self._judge_suspects()
         if self._gone:
             self._check_task_channel()
-        if self.deaths or self.kills:
+        if self.deaths:
             self._check_result_channel()
 
     def watch_until_ended(self) -> None:
@@ -411,9 +411,7 @@ class WorkerLooks:
             self._gone[pid] = exitcode
             if len(self._gone) > _GONE_KEPT:
                 del self._gone[next(iter(self._gone))]
-            if pid in self._killed:
-                self.kills += 1
-            elif exitcode != 0:
+            if exitcode != 0 or pid in self._killed:
                 self.deaths += 1
             chunk_id = self.holding.pop(pid, None)
             on_purpose = pid in self._killed or self.stop.is_set()

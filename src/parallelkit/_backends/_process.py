@@ -177,7 +177,7 @@ class Backend:
                 return
             with looks.held():
                 pass  # a look under way ends first; none begins after stop was set
-            if looks.deaths or looks.kills:
+            if looks.deaths:
                 # A dead or killed worker may hold a queue's lock, which the pool's
                 # own shutdown needs: stop every worker, then no holder is alive.
                 looks.kill_workers(wait=1.0)
