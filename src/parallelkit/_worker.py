@@ -48,6 +48,7 @@ __all__ = (
     "ACK_READY",
     "ACK_STARTED",
     "CALL",
+    "FRAME_LENGTH",
     "MAP",
     "STAR",
     "acknowledge_start",
@@ -68,6 +69,9 @@ ACK_STARTED: Final = b"S"
 ACK_READY: Final = b"R"
 ACK_INIT_FAILED: Final = b"I"
 ACK_FORMAT: Final = struct.Struct("!qqd")  # pid, chunk id, time.monotonic()
+#: The length ``multiprocessing.connection`` writes before each message
+#: (``Connection.send_bytes``): the framing of the ack and result pipes.
+FRAME_LENGTH: Final = struct.Struct("!i")
 #: Acks must stay below PIPE_BUF (4096 on Linux) so concurrent writers never interleave.
 _ACK_TEXT_LIMIT: Final = 1200
 
@@ -76,8 +80,8 @@ _ack: Connection | None = None
 _ack_fd = -1
 #: An ack as it travels: the pipe's ``Connection.send_bytes`` framing (length,
 #: then the message), built in one piece and written with one ``os.write``.
-_ACK_WIRE: Final = struct.Struct("!ic" + ACK_FORMAT.format.lstrip("!"))
-_ACK_MESSAGE_SIZE: Final = _ACK_WIRE.size - 4
+_ACK_WIRE: Final = struct.Struct(FRAME_LENGTH.format + "c" + ACK_FORMAT.format.lstrip("!"))
+_ACK_MESSAGE_SIZE: Final = _ACK_WIRE.size - FRAME_LENGTH.size
 _fn_cache: dict[bytes, Callable[..., Any]] = {}
 _FN_CACHE_SIZE: Final = 32
 

@@ -44,7 +44,6 @@ import functools
 import os
 import select
 import signal
-import struct
 import sys
 import threading
 import time
@@ -78,7 +77,6 @@ DYING_POLL: Final = 0.01
 EXIT_WAIT: Final = 0.0002
 #: Most bytes of acks taken from the pipe at once.
 ACK_READ: Final = 1 << 16
-_ACK_LENGTH: Final = struct.Struct("!i")
 #: After a worker died: how long a queue lock may stay held with no live holder
 #: recorded before it is released on the dead worker's behalf.
 STALL: Final = 0.5
@@ -340,13 +338,14 @@ class WorkerLooks:
     def _split_acks(self, data: bytes) -> None:
         """Act on each whole ack in ``data``; keep an unfinished last one for later."""
         buffer = self._ack_rest + data
+        frame = _worker.FRAME_LENGTH
         start = 0
-        while len(buffer) - start >= _ACK_LENGTH.size:
-            (size,) = _ACK_LENGTH.unpack_from(buffer, start)
-            end = start + _ACK_LENGTH.size + size
+        while len(buffer) - start >= frame.size:
+            (size,) = frame.unpack_from(buffer, start)
+            end = start + frame.size + size
             if size < 0 or end > len(buffer):
                 break
-            self._on_ack(buffer[start + _ACK_LENGTH.size : end])
+            self._on_ack(buffer[start + frame.size : end])
             start = end
         self._ack_rest = buffer[start:]
 

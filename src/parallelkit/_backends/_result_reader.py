@@ -37,13 +37,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.queues import SimpleQueue
 from typing import Any, Final, cast
 
+from .._worker import FRAME_LENGTH
 from ._task_channel import read_exactly
 
 __all__ = ("ResultQueue", "ResultReader", "readable")
 
 #: How often a reader without a wait function looks whether it should give up.
 LOOK: Final = 0.1
-_LENGTH: Final = struct.Struct("!i")
 _LONG_LENGTH: Final = struct.Struct("!Q")
 _PIPE: Final = "result pipe"
 
@@ -118,7 +118,7 @@ class ResultReader:
         if self._tick is not None:
             self._tick()
         fd = conn.fileno()
-        size = _LENGTH.unpack(self._read(fd, _LENGTH.size, False))[0]
+        size = FRAME_LENGTH.unpack(self._read(fd, FRAME_LENGTH.size, False))[0]
         if size == -1:
             size = _LONG_LENGTH.unpack(self._read(fd, _LONG_LENGTH.size, True))[0]
         body = self._read(fd, size, True)
