@@ -9,6 +9,7 @@ import gc
 import itertools
 import multiprocessing
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -339,6 +340,36 @@ def test_shutdown_without_wait_still_finishes_the_work(backend: str) -> None:
     ex.shutdown(wait=False)
     assert [f.result(20) for f in futures] == list(range(4))
     ex._engine.join(20)  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_task_being_handed_to_the_backend_during_shutdown_still_runs(backend: str) -> None:
+    # A submit in one thread and shutdown(wait=False) in another: the task is
+    # taken from the queue, and before it reaches the backend the executor
+    # closes. The backend must not be closed under it (on processes it then
+    # failed with "Pool not running"; on threads it never ran, and shutdown hung).
+    ex = Executor(backend, 1)
+    backend_ = ex._engine.backend  # pyright: ignore[reportPrivateUsage]
+    real_send = backend_.send
+    in_hand = threading.Event()
+    go_on = threading.Event()
+
+    def send(chunk: Any) -> None:
+        in_hand.set()
+        assert go_on.wait(20)
+        real_send(chunk)
+
+    backend_.send = send  # type: ignore[method-assign]
+    futures: list[concurrent.futures.Future[int]] = []
+    submitter = threading.Thread(target=lambda: futures.append(ex.submit(pow, 2, 5)))
+    submitter.start()
+    if backend == "serial":  # runs inline in the submitting thread
+        go_on.set()
+    assert in_hand.wait(20)
+    ex.shutdown(wait=False)
+    go_on.set()
+    submitter.join(20)
+    assert futures[0].result(20) == 32
+    ex.shutdown(wait=True)
 
 
 def test_cancel_a_queued_future_drops_it() -> None:

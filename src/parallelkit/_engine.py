@@ -169,6 +169,9 @@ class Engine:
         self._maps: weakref.WeakSet[LazyMap] = weakref.WeakSet()
         self._cut_maps = False  # an explicit join() asked to finish them now
         self._backend_closed = False
+        #: Chunks taken from the queue whose hand-over to the backend is under
+        #: way: the backend must not be closed before they reach it.
+        self._handing = 0
         #: Whether the owner called close/shutdown/terminate (no leak warning then).
         self.released: bool = False
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
@@ -265,6 +268,7 @@ class Engine:
                     else:
                         dropped = False
                         self._running[chunk.id] = chunk
+                        self._handing += 1
                 if dropped:
                     self._notify(chunk, None, {}, CancelledError())
                     self._signal_if_drained()
@@ -275,6 +279,9 @@ class Engine:
                     self.fail(chunk, exc)
                     if isinstance(exc, KeyboardInterrupt):
                         raise  # Ctrl-C during an inline (serial) task
+                finally:
+                    with self._lock:
+                        self._handing -= 1
         finally:
             self._pumping.active = False
 
@@ -541,7 +548,9 @@ class Engine:
             if cancel_pending:
                 dropped = list(self._queue)
                 self._queue.clear()
-            idle = first and not self._queue and not self._maps
+            # A chunk being handed over keeps the backend open: it is closed
+            # once that chunk is done (by join(), or the closer thread).
+            idle = first and not self._queue and not self._maps and not self._handing
             done = first and not self._busy()
         for chunk in dropped:
             chunk.future.cancel()
