@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
+import multiprocessing.synchronize as synchronize
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -194,3 +196,124 @@ def test_the_result_queue_keeps_multiprocessing_s_contract_with_plain_pickle() -
             pool.apply_async(threading.Lock).get(20)
         assert type(caught.value).__name__ == "MaybeEncodingError"
         assert pool.apply_async(abs, (-4,)).get(20) == 4
+
+
+def all_end_within(procs: list[BaseProcess], seconds: float) -> bool:
+    """Whether every one of ``procs`` ends within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    waiting: list[int] = [p.sentinel for p in procs]
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready: list[object] = list(multiprocessing.connection.wait(waiting, left))
+        waiting = [s for s in waiting if s not in ready]
+    return True
+
+
+def test_the_pool_makes_one_named_semaphore_besides_its_task_channel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # multiprocessing.Pool's result queue and change notifier are SimpleQueues
+    # with two named semaphores each, made, inherited by every forked worker
+    # and freed again for each pool. Only the result queue's write lock is needed.
+    made = 0
+    real_init = synchronize.SemLock.__init__
+
+    def counting(self: synchronize.SemLock, *args: Any, **kwargs: Any) -> None:
+        nonlocal made
+        made += 1
+        real_init(self, *args, **kwargs)
+
+    ctx = multiprocessing.get_context("spawn")
+    channel = TaskChannel(ctx, lambda task: 0)
+    monkeypatch.setattr(synchronize.SemLock, "__init__", counting)
+    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 1, None, (), None, ctx)
+    monkeypatch.undo()
+    try:
+        assert made == 1
+        assert pool._ctx is ctx  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        assert pool._outqueue._rlock is None  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        assert _mp_private.outqueue_lock(pool) is not None
+        assert pool.apply_async(abs, (-2,)).get(20) == 2
+        pool.close()
+        _mp_private.join_maintainer(pool)
+        pool.join()
+    finally:
+        pool.terminate()
+        _mp_private.release_terminated(pool)
+        channel.close()
+
+
+def test_close_with_no_job_left_ends_the_workers_before_the_maintenance_thread_wakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The word to exit goes to the task thread at close(): the workers end
+    # even while the pool's maintenance thread (held back here) has not woken.
+    go_on = threading.Event()
+    wait: Callable[..., Any] = getattr(Pool, "_wait_for_updates")  # noqa: B009
+
+    def held_back(*args: Any, **kwargs: Any) -> Any:
+        go_on.wait(30)
+        return wait(*args, **kwargs)
+
+    monkeypatch.setattr(Pool, "_wait_for_updates", staticmethod(held_back))
+    with channel_pool() as (pool, _):
+        try:
+            assert pool.map(abs, range(-8, 0)) == list(range(8, 0, -1))
+            pool.close()
+            assert all_end_within(_mp_private.workers(pool), 10)
+        finally:
+            go_on.set()
+        _mp_private.join_maintainer(pool)
+        pool.join()
+
+
+def test_a_worker_started_while_the_pool_closes_is_told_to_end_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One worker, one task per worker: it ends after its task and the
+    # maintenance thread replaces it. Here close() comes after the old worker
+    # left the pool's list and before its replacement starts, so the task
+    # thread, told to end at close(), sends no worker its word to exit.
+    # join_maintainer() must send one to the replacement, or join() waits for ever.
+    ctx = multiprocessing.get_context("spawn")
+    channel = TaskChannel(ctx, lambda task: 0)
+    armed = threading.Event()
+    replacing = threading.Event()
+    go_on = threading.Event()
+    repopulate: Callable[..., Any] = getattr(Pool, "_repopulate_pool_static")  # noqa: B009
+
+    def gated(*args: Any) -> Any:
+        if armed.is_set():
+            replacing.set()
+            go_on.wait(30)
+        return repopulate(*args)
+
+    monkeypatch.setattr(Pool, "_repopulate_pool_static", staticmethod(gated))
+    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 1, None, (), 1, ctx)
+
+    def join() -> None:
+        _mp_private.join_maintainer(pool)
+        pool.join()
+
+    joiner = threading.Thread(target=join, daemon=True)
+    try:
+        armed.set()
+        assert pool.apply_async(abs, (-1,)).get(20) == 1
+        assert replacing.wait(20)
+        assert _mp_private.workers(pool) == []
+        pool.close()
+        pool._task_handler.join(20)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        go_on.set()
+        joiner.start()
+        joiner.join(20)
+        assert not joiner.is_alive(), "the replacement worker was never told to exit"
+        assert len(_mp_private.workers(pool)) == 1
+    finally:
+        go_on.set()
+        pool.terminate()
+        if joiner.is_alive():
+            joiner.join(20)
+        _mp_private.release_terminated(pool)
+        channel.close()

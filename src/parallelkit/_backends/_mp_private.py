@@ -33,7 +33,17 @@ things the public API does not tell:
   its next result, and so does the pool's own shutdown;
 - ``pool._worker_handler``: the thread that replaces workers and reaps
   them; once it has ended (after ``close()``, when no job is left) no new
-  worker can appear and nobody else reads a worker's exit status.
+  worker can appear and nobody else reads a worker's exit status;
+- ``pool._ctx`` / ``pool._change_notifier``: between ``_setup_queues`` and
+  ``_repopulate_pool`` the pool's context is one whose ``SimpleQueue()``
+  makes :class:`_Notifier`, so the pool's change notifier needs no named
+  semaphores; the result queue has no read lock either
+  (:class:`~._result_reader.ResultQueue`);
+- ``Pool.close`` / ``pool._task_handler`` / ``pool._quick_put``: ``close()``
+  with no job left puts the task thread's end marker on ``pool._taskqueue``
+  itself, so the workers get their word to exit without waiting for the
+  maintenance thread to wake; :func:`join_maintainer` then sends one more
+  for each worker that thread started meanwhile.
 
 - ``process._popen.returncode``: a worker's exit status once the pool's own
   handler thread has read it (reading it a second time races with the pool);
@@ -51,12 +61,16 @@ These attributes have the same names and meaning on CPython 3.10 to 3.13;
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
+import threading
 import weakref
 from collections.abc import Callable
-from multiprocessing.pool import RUN, Pool
+from multiprocessing.pool import CLOSE, RUN, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from .._worker import FRAME_LENGTH
 from ._result_reader import ResultQueue
 
 __all__ = (
@@ -79,18 +93,30 @@ __all__ = (
 class _ChannelPool(Pool):
     """A ``multiprocessing.Pool`` whose task queue is a given channel."""
 
+    # Pool's own attributes that this class uses (typeshed declares none).
+    _ctx: Any
+    _state: Any
+    _cache: Any
+    _pool: list[Any]
+    _taskqueue: Any
+    _change_notifier: Any
+    _worker_handler: Any
+
     def __init__(self, channel: Any, results: Any, *args: Any, **kwargs: Any) -> None:
         self._parallelkit_channel = channel
         self._parallelkit_results = results
         super().__init__(*args, **kwargs)
 
     def _setup_queues(self) -> None:
-        ctx = self._ctx  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        ctx = self._ctx
         self._inqueue = self._parallelkit_channel
         self._outqueue = ResultQueue(ctx=ctx)
         self._quick_put = self._inqueue.put
         self._parallelkit_results.attach(self._outqueue.reader)
         self._quick_get = self._parallelkit_results.get
+        # Pool.__init__ makes its change notifier next, with this context's
+        # SimpleQueue(); the context is given back in _repopulate_pool.
+        self._ctx = _NotifierContext(ctx)
 
     @staticmethod
     def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:
@@ -101,9 +127,11 @@ class _ChannelPool(Pool):
         # job table and before it starts the threads that take it: the table is
         # swapped here (before the fork: under fork, whatever the parent writes
         # after it is a page to copy while the workers share it).
-        notifier = self._change_notifier  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-        cache = self._cache  # type: ignore[has-type]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        if not cache and getattr(cache, "notifier", None) is notifier:  # pyright: ignore[reportUnknownArgumentType]
+        if isinstance(self._ctx, _NotifierContext):
+            self._ctx = self._ctx.ctx  # before the workers and threads are made with it
+        notifier = self._change_notifier
+        cache = self._cache
+        if not cache and getattr(cache, "notifier", None) is notifier:
             self._cache = _QuietCache(self, notifier)
         return super()._repopulate_pool()  # type: ignore[misc]  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType, reportAttributeAccessIssue]
 
@@ -114,7 +142,70 @@ class _ChannelPool(Pool):
         # that competes with the result thread for the GIL. Worker exits wake
         # it through their own sentinels, an emptied job table (after close())
         # and shutdown through the change notifier.
-        return [self._change_notifier._reader]  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        return [self._change_notifier._reader]
+
+    def close(self) -> None:
+        # As Pool.close(). With no job left, the task thread is also told to
+        # end now (it then sends every worker its word to exit), instead of by
+        # the maintenance thread once that has woken: in a pool started by
+        # fork, that thread's first run since the fork is slow (every page it
+        # touches is copied), and it stood in the way of every worker's exit.
+        # No job can come any more; join_maintainer() tells workers started
+        # in the meantime (a replacement) to exit as well.
+        if self._state != RUN:
+            return
+        self._state = CLOSE
+        self._worker_handler._state = CLOSE
+        if not self._cache:
+            self._parallelkit_told: list[Any] = list(self._pool)
+            self._taskqueue.put(None)
+        self._change_notifier.put(None)
+
+
+class _NotifierContext:
+    """The pool's context while ``Pool.__init__`` makes its change notifier."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ctx, name)
+
+    def SimpleQueue(self) -> _Notifier:
+        return _Notifier(self.ctx)
+
+
+class _Notifier:
+    """The pool's change notifier, which wakes its maintenance thread.
+
+    ``multiprocessing.Pool`` makes it a ``SimpleQueue``: two named semaphores
+    (made, inherited by every forked worker, and freed again for each pool)
+    and a ``ForkingPickler`` per message. It never leaves this process: the
+    pool's threads and its owner write None to it, each message in one write
+    below the pipe's atomic size (writers cannot interleave), and only the
+    maintenance thread reads it.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._reader: Any
+        self._writer: Any
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+        self._rlock = threading.Lock()
+
+    def put(self, obj: object) -> None:
+        body = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        os.write(self._writer.fileno(), FRAME_LENGTH.pack(len(body)) + body)
+
+    def empty(self) -> bool:
+        return not self._reader.poll()
+
+    def get(self) -> object:
+        with self._rlock:
+            return pickle.loads(self._reader.recv_bytes())
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
 
 
 class _QuietCache(dict[int, Any]):
@@ -322,6 +413,15 @@ def join_maintainer(pool: Pool) -> None:
     thread = getattr(pool, "_worker_handler", None)
     if thread is not None:
         thread.join()  # pyright: ignore[reportUnknownMemberType]
+    told: list[BaseProcess] | None = getattr(pool, "_parallelkit_told", None)
+    if told is not None:
+        # close() had the end markers sent without waiting for this thread: a
+        # worker it started meanwhile (replacing one that ended) may have
+        # missed them. One more marker for each such worker (a spare is never read).
+        pool._task_handler.join()  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        for proc in workers(pool):
+            if all(proc is not earlier for earlier in told):
+                pool._quick_put(None)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 
 
 def preload_in_forkserver(module: str) -> None:

@@ -62,18 +62,30 @@ class ResultQueue(SimpleQueue[Any]):
     with an outcome in bytes or an exception ``multiprocessing.Pool`` wrapped
     for the trip: nothing that needs ``ForkingPickler``'s reducers, each
     instance of which copies their table (in a worker just forked, a page
-    copied for every reducer in it).
+    copied for every reducer in it). It has no read lock: only the pool's
+    result thread reads it, with :class:`ResultReader`.
     """
+
+    def __init__(self, *, ctx: Any) -> None:
+        # SimpleQueue's own, less the read lock (a named semaphore to make,
+        # have every forked worker inherit, and free again, for each pool).
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+        self._rlock = None
+        self._poll = self._reader.poll
+        self._wlock = ctx.Lock()
+
+    def get(self) -> Any:
+        raise TypeError("the result queue is read with ResultReader, by the pool's result thread")
 
     @property
     def reader(self) -> Connection:
         """The read end, which the pool's result thread reads with :class:`ResultReader`."""
-        return cast("Connection", self._reader)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        return cast("Connection", self._reader)
 
     def put(self, obj: object) -> None:
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-        with self._wlock:  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-            self._writer.send_bytes(data)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        with self._wlock:
+            self._writer.send_bytes(data)
 
 
 class ResultReader:
