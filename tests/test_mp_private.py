@@ -269,6 +269,21 @@ def test_close_with_no_job_left_ends_the_workers_before_the_maintenance_thread_w
         pool.join()
 
 
+def test_after_close_the_maintenance_thread_ends_without_a_join() -> None:
+    # As with multiprocessing.Pool: once the workers have their word to exit,
+    # nothing is left for it to do, whether or not join() comes (close() no
+    # longer wakes it: the workers' exits do).
+    with channel_pool() as (pool, _):
+        assert pool.map(abs, range(-8, 0)) == list(range(8, 0, -1))
+        pool.close()
+        deadline = time.monotonic() + 10
+        while _mp_private.maintainer_alive(pool) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _mp_private.maintainer_alive(pool)
+        assert all_end_within(_mp_private.workers(pool), 10)
+        pool.join()
+
+
 def test_a_worker_started_while_the_pool_closes_is_told_to_end_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -39,11 +39,12 @@ things the public API does not tell:
   makes :class:`_Notifier`, so the pool's change notifier needs no named
   semaphores; the result queue has no read lock either
   (:class:`~._result_reader.ResultQueue`);
-- ``Pool.close`` / ``pool._task_handler`` / ``pool._quick_put``: ``close()``
+- ``Pool.close`` / ``pool._quick_put`` / ``pool._task_handler``: ``close()``
   with no job left puts the task thread's end marker on ``pool._taskqueue``
   itself, so the workers get their word to exit without waiting for the
-  maintenance thread to wake; :func:`join_maintainer` then sends one more
-  for each worker that thread started meanwhile.
+  maintenance thread, which the first worker to exit wakes;
+  :func:`join_maintainer` sends one more for each worker that thread
+  started meanwhile.
 
 - ``process._popen.returncode``: a worker's exit status once the pool's own
   handler thread has read it (reading it a second time races with the pool);
@@ -101,6 +102,9 @@ class _ChannelPool(Pool):
     _taskqueue: Any
     _change_notifier: Any
     _worker_handler: Any
+    _task_handler: Any
+    #: The workers when close() told the task thread to end, or None.
+    _parallelkit_told: list[Any] | None = None
 
     def __init__(self, channel: Any, results: Any, *args: Any, **kwargs: Any) -> None:
         self._parallelkit_channel = channel
@@ -145,21 +149,37 @@ class _ChannelPool(Pool):
         return [self._change_notifier._reader]
 
     def close(self) -> None:
-        # As Pool.close(). With no job left, the task thread is also told to
-        # end now (it then sends every worker its word to exit), instead of by
-        # the maintenance thread once that has woken: in a pool started by
-        # fork, that thread's first run since the fork is slow (every page it
-        # touches is copied), and it stood in the way of every worker's exit.
-        # No job can come any more; join_maintainer() tells workers started
-        # in the meantime (a replacement) to exit as well.
+        # As Pool.close(), but with no job left the task thread is told to end
+        # now (it then sends every worker its word to exit), not by the
+        # maintenance thread once that has woken, and that thread is not woken
+        # now: the first worker to exit wakes it (it waits on their sentinels).
+        # In a pool started by fork its first run since the fork is slow (every
+        # page it touches is copied), and woken at close() it held the task
+        # thread up. No job can come any more; end_maintainer() tells workers
+        # that thread started in the meantime (a replacement) to exit as well.
         if self._state != RUN:
             return
         self._state = CLOSE
         self._worker_handler._state = CLOSE
-        if not self._cache:
-            self._parallelkit_told: list[Any] = list(self._pool)
-            self._taskqueue.put(None)
-        self._change_notifier.put(None)
+        if self._cache:
+            self._change_notifier.put(None)  # it ends once the last job is done
+            return
+        self._parallelkit_told = list(self._pool)
+        self._taskqueue.put(None)
+
+    def end_maintainer(self) -> None:
+        """Wait for the maintenance thread to end, after close(); see join_maintainer()."""
+        told = self._parallelkit_told
+        if told is not None:
+            self._task_handler.join()
+            self._change_notifier.put(None)  # in case no worker was left to wake it
+        self._worker_handler.join()
+        if told is not None:
+            # A worker it started after close() (replacing one that ended) may
+            # have missed the end markers: one more for each (a spare is never read).
+            for proc in self._pool:
+                if all(proc is not earlier for earlier in told):
+                    self._parallelkit_channel.put(None)
 
 
 class _NotifierContext:
@@ -410,18 +430,12 @@ def join_maintainer(pool: Pool) -> None:
     It ends once no job is left, as ``Pool.join()`` expects before it waits
     for the workers.
     """
+    if isinstance(pool, _ChannelPool):
+        pool.end_maintainer()
+        return
     thread = getattr(pool, "_worker_handler", None)
     if thread is not None:
         thread.join()  # pyright: ignore[reportUnknownMemberType]
-    told: list[BaseProcess] | None = getattr(pool, "_parallelkit_told", None)
-    if told is not None:
-        # close() had the end markers sent without waiting for this thread: a
-        # worker it started meanwhile (replacing one that ended) may have
-        # missed them. One more marker for each such worker (a spare is never read).
-        pool._task_handler.join()  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-        for proc in workers(pool):
-            if all(proc is not earlier for earlier in told):
-                pool._quick_put(None)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 
 
 def preload_in_forkserver(module: str) -> None:
