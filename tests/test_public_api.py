@@ -120,7 +120,8 @@ def test_version_matches_the_installed_distribution() -> None:
 def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> None:
     # Under spawn a worker imports the main script again, and with it
     # parallelkit; under forkserver the server does. Neither should load the
-    # channels, the configuration or cloudpickle, which a worker never uses.
+    # channels, the configuration, the exception classes (only the caller
+    # rebuilds exceptions) or cloudpickle, which a worker never uses.
     script = tmp_path / "main.py"
     script.write_text(
         "import parallelkit\n"
@@ -147,6 +148,7 @@ def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> 
         "parallelkit._channels",
         "parallelkit._config",
         "parallelkit._engine",
+        "parallelkit._errors",
         "parallelkit._results",
         "cloudpickle",
     }, sorted(loaded)

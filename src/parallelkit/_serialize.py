@@ -21,8 +21,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from ._errors import RemoteError, RemoteTraceback
-
 __all__ = (
     "ErrorEnvelope",
     "dumps",
@@ -173,6 +171,10 @@ def exception_from_envelope(envelope: ErrorEnvelope) -> BaseException:
         :class:`~parallelkit.RemoteError`; either way its ``__cause__`` is a
         :class:`~parallelkit.RemoteTraceback` holding the worker's traceback.
     """
+    # Imported here: worker processes import this module, and only the
+    # caller's side rebuilds exceptions (a spawned worker's start-up is shorter).
+    from ._errors import RemoteError, RemoteTraceback
+
     blob, type_name, message, text = envelope
     exc: BaseException | None = None
     if blob is not None:
