@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import cast
@@ -209,6 +210,74 @@ def test_a_result_cut_short_by_a_worker_death_never_blocks_shutdown() -> None:
         start = time.monotonic()
         ex.shutdown()
         assert time.monotonic() - start < 5
+
+
+def _kill_a_worker_in_its_result_write(owner: Executor | Pool) -> None:
+    """Have a worker die half-way through writing a result, and wait for its end.
+
+    Returns before the looks at the workers can have seen the death.
+    """
+    pool = owner._engine.backend._pool  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+    procs = _mp_private.workers(pool)  # pyright: ignore[reportUnknownArgumentType]
+    if isinstance(owner, Executor):
+        owner.submit(die_after_result_header)
+    else:
+        owner.apply_async(die_after_result_header)
+    assert multiprocessing.connection.wait([p.sentinel for p in procs], 10)
+
+
+@pytest.mark.parametrize("face", [Executor, Pool], ids=["Executor", "Pool"])
+def test_terminate_right_after_a_worker_died_holding_the_result_lock_returns(
+    face: type[Executor] | type[Pool],
+) -> None:
+    # The pool's own shutdown takes the result queue's lock. Held by a worker
+    # that died a moment ago, before the looks saw it, it made terminate()
+    # (and so leaving a Pool's with block) wait for ever.
+    owner = Executor("process", 2) if face is Executor else Pool(2)
+    _kill_a_worker_in_its_result_write(owner)
+    start = time.monotonic()
+    ender = threading.Thread(target=owner.terminate, daemon=True)
+    ender.start()
+    ender.join(20)
+    assert not ender.is_alive(), "terminate() waited for a dead worker's lock"
+    assert time.monotonic() - start < 5
+
+
+def test_interpreter_exit_right_after_a_worker_died_holding_the_result_lock_does_not_hang(
+    tmp_path: Path,
+) -> None:
+    # multiprocessing's exit hook terminates the pools of executors never shut
+    # down, and waited for ever on the lock; parallelkit terminates them first.
+    script = tmp_path / "main.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            import multiprocessing.connection
+            import parallelkit
+            from parallelkit._backends import _mp_private
+            from tests.helpers import die_after_result_header
+
+            if __name__ == "__main__":
+                ex = parallelkit.Executor("process", 2)
+                print(ex.submit(abs, -1).result(20))
+                procs = _mp_private.workers(ex._engine.backend._pool)
+                ex.submit(die_after_result_header)
+                assert multiprocessing.connection.wait([p.sentinel for p in procs], 10)
+            """
+        ),
+        encoding="utf-8",
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        check=False,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert (proc.returncode, proc.stdout) == (0, "1\n"), proc.stderr
 
 
 def test_crash_error_pickles_with_its_attributes() -> None:

@@ -67,7 +67,7 @@ import pickle
 import threading
 import weakref
 from collections.abc import Callable
-from multiprocessing.pool import CLOSE, RUN, Pool
+from multiprocessing.pool import CLOSE, RUN, TERMINATE, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -86,6 +86,7 @@ __all__ = (
     "reaped_exitcode",
     "release_orphaned_lock",
     "release_terminated",
+    "stop_replacing",
     "submit",
     "workers",
 )
@@ -422,6 +423,21 @@ def maintainer_alive(pool: Pool) -> bool:
     """Whether the pool's worker-maintenance thread still runs (may start workers)."""
     thread = getattr(pool, "_worker_handler", None)
     return thread is not None and bool(thread.is_alive())  # pyright: ignore[reportUnknownMemberType]
+
+
+def stop_replacing(pool: Pool) -> None:
+    """Have the pool's maintenance thread end without replacing workers that end.
+
+    What ``Pool.terminate()`` does first; done before its workers are stopped,
+    so that the thread does not start new ones in their place meanwhile.
+    """
+    thread = getattr(pool, "_worker_handler", None)
+    if thread is not None:
+        thread._state = TERMINATE  # pyright: ignore[reportAttributeAccessIssue]
+    notifier = getattr(pool, "_change_notifier", None)
+    if notifier is not None:
+        with contextlib.suppress(OSError):
+            notifier.put(None)  # pyright: ignore[reportUnknownMemberType]
 
 
 def join_maintainer(pool: Pool) -> None:

@@ -13,6 +13,9 @@
                                             it looks after the workers)
     join(): close() first, then the joining thread looks after the workers
     until every one has ended, then the pool's parts are closed.
+    terminate() (also at interpreter exit): the looks stop; if a queue's lock
+    is held, every worker is stopped and the locks freed; then the pool's own
+    terminate(), which takes those locks.
 
 ``multiprocessing.Pool`` replaces dead workers but never fails the task they
 held; the looks (:mod:`._looks`) are what turn that hang into an error. No
@@ -177,12 +180,23 @@ class Backend:
                 return
             with looks.held():
                 pass  # a look under way ends first; none begins after stop was set
-            if looks.deaths:
-                # A dead or killed worker may hold a queue's lock, which the pool's
-                # own shutdown needs: stop every worker, then no holder is alive.
+            task_lock = _mp_private.inqueue_lock(self._pool)
+            result_lock = _mp_private.outqueue_lock(self._pool)
+            if (
+                looks.deaths
+                or _mp_private.lock_held(task_lock)
+                or _mp_private.lock_held(result_lock)
+            ):
+                # The pool's own shutdown takes both queues' locks. A holder may
+                # be a worker that died (also one the looks have not seen yet,
+                # which would leave the shutdown waiting for ever) or a live one
+                # (an idle worker holds the task queue's): stop every worker
+                # first, then no holder is alive, and free the locks.
+                _mp_private.stop_replacing(self._pool)
                 looks.kill_workers(wait=1.0)
-                _mp_private.release_orphaned_lock(_mp_private.outqueue_lock(self._pool))
-                _mp_private.release_orphaned_lock(_mp_private.inqueue_lock(self._pool))
+                _mp_private.release_orphaned_lock(result_lock)
+                _mp_private.release_orphaned_lock(task_lock)
+            looks.results.ending = True  # a result cut short by a kill is not waited for
             self._pool.terminate()  # joins the result thread (unless it is this one)
             _mp_private.release_terminated(self._pool)
             with looks.track:  # chunks that never started hold their maps: let go
@@ -203,14 +217,17 @@ _live: weakref.WeakSet[Backend] = weakref.WeakSet()
 
 
 @atexit.register
-def _quiet_at_exit() -> None:
-    """At interpreter exit, stop every backend's looks before multiprocessing's own exit hook.
+def _terminate_at_exit() -> None:
+    """At interpreter exit, terminate every backend still running.
 
-    That hook (registered earlier, so run later) terminates the pools of
-    executors still open; their looks must not take it for a failure.
+    ``multiprocessing``'s own exit hook (registered earlier, so run later)
+    would terminate their pools with ``Pool.terminate()`` alone, which waits
+    for ever on a queue's lock held by a worker that died; :meth:`Backend.terminate`
+    frees such locks first, and stops the looks so that they do not take the
+    workers' end for a failure.
     """
     for backend in list(_live):
-        backend._looks.stop.set()  # pyright: ignore[reportPrivateUsage]
+        backend.terminate()
 
 
 def _chunk_id_of(task: tuple[int, int, object, object, object] | None) -> int:

@@ -109,6 +109,10 @@ class ResultReader:
         self._tick = tick
         #: Set once a worker died while holding the result pipe.
         self.suspect = False
+        #: Set when the pool is terminated: its workers are stopped, and a
+        #: message they cut short will never be finished (unlike
+        #: :attr:`suspect`, a whole message read later does not clear it).
+        self.ending = False
 
     def attach(self, conn: Connection) -> None:
         """Read from ``conn`` (the read end of the pool's result queue).
@@ -144,7 +148,7 @@ class ResultReader:
         self._wait(fd, started or got_part)
 
     def wait_alone(self, fd: int, started: bool) -> None:
-        """Wait for the pipe; give up once a message is overdue on a suspect pipe."""
+        """Wait for the pipe; give up on a message cut short once the pipe is suspect or ending."""
         while not readable(fd, LOOK):
-            if started and self.suspect:
+            if started and (self.suspect or self.ending):
                 raise EOFError("a worker died while writing a result; the rest never came")
