@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -137,3 +139,21 @@ def pause_in_result_write() -> int:
 def parallelkit_modules() -> list[str]:
     """The parallelkit and cloudpickle modules loaded in this process."""
     return sorted(m for m in sys.modules if m.split(".")[0] in ("parallelkit", "cloudpickle"))
+
+
+def run_with_tests_importable(script: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a Python script in a new interpreter that can import ``tests.helpers``.
+
+    The script runs from the project's root, with the root on ``PYTHONPATH``
+    (its workers, under any start method, import what it imports). Output is captured.
+    """
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )

@@ -41,6 +41,7 @@ from .helpers import (
     pid_after,
     pid_of,
     raise_base,
+    run_with_tests_importable,
     segfault,
     sleep_then,
 )
@@ -267,16 +268,7 @@ def test_interpreter_exit_right_after_a_worker_died_holding_the_result_lock_does
         ),
         encoding="utf-8",
     )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=40,
-        check=False,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    proc = run_with_tests_importable(script, 40)
     assert (proc.returncode, proc.stdout) == (0, "1\n"), proc.stderr
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
-import os
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +13,8 @@ import pytest
 
 import parallelkit
 import parallelkit.testing
+
+from .helpers import run_with_tests_importable
 
 MODULES = [parallelkit, parallelkit.testing]
 
@@ -131,16 +131,7 @@ def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> 
         "        print(' '.join(pool.apply(parallelkit_modules)))\n",
         encoding="utf-8",
     )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    proc = run_with_tests_importable(script, 60)
     assert proc.returncode == 0, proc.stderr
     loaded = set(proc.stdout.split())
     assert "parallelkit._worker" in loaded
