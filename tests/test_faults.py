@@ -244,6 +244,32 @@ def test_terminate_right_after_a_worker_died_holding_the_result_lock_returns(
     assert time.monotonic() - start < 5
 
 
+def test_terminate_leaves_the_result_lock_to_a_thread_of_the_pool_that_holds_it() -> None:
+    # The pool's task thread takes the result queue's lock for a moment, to
+    # write its end marker. terminate() must not take it for a dead worker's
+    # and release it under the thread (which then failed: "released too many times").
+    ex = Executor("process", 2)
+    assert ex.submit(inc, 1).result(20) == 2
+    lock = _mp_private.outqueue_lock(ex._engine.backend._pool)  # type: ignore[attr-defined]  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownArgumentType]
+    held = threading.Event()
+    errors: list[BaseException] = []
+
+    def hold_for_a_moment() -> None:
+        try:
+            with lock:
+                held.set()
+                time.sleep(0.05)
+        except BaseException as exc:
+            errors.append(exc)
+
+    holder = threading.Thread(target=hold_for_a_moment)
+    holder.start()
+    assert held.wait(10)
+    ex.terminate()
+    holder.join(10)
+    assert errors == []
+
+
 def test_interpreter_exit_right_after_a_worker_died_holding_the_result_lock_does_not_hang(
     tmp_path: Path,
 ) -> None:

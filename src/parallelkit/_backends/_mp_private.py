@@ -65,6 +65,7 @@ import contextlib
 import os
 import pickle
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from multiprocessing.pool import CLOSE, RUN, TERMINATE, Pool
@@ -75,6 +76,7 @@ from .._worker import FRAME_LENGTH
 from ._result_reader import ResultQueue
 
 __all__ = (
+    "drop_jobs",
     "forget",
     "inqueue_lock",
     "join_maintainer",
@@ -360,18 +362,34 @@ def forget(pool: Pool, result: object) -> None:
         del _jobs(pool)[job]
 
 
+def drop_jobs(pool: Pool) -> None:
+    """Drop every job from the pool's table: none of them will be finished.
+
+    Their callbacks are not called; their late results, if any, find no job.
+    """
+    _jobs(pool).clear()
+
+
 def inqueue_lock(pool: Pool) -> Any:
     """Return the lock idle workers hold while waiting for a task."""
     return pool._inqueue._rlock  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 
 
-def release_orphaned_lock(lock: Any) -> bool:
-    """Release ``lock`` if it is held; return whether it was.
+def release_orphaned_lock(lock: Any, held_for: float = 0.0) -> bool:
+    """Release ``lock`` if it is held (for ``held_for`` seconds); return whether it was.
 
-    Only for a lock whose holder is known to be dead: ``multiprocessing``'s
-    non-recursive ``Lock`` may be released by any process.
+    Only for a lock whose holder is known to be dead, or, with ``held_for``,
+    one that only a dead process or, for a moment, a thread of this one may
+    hold: the lock is looked at every millisecond, and released only if it
+    never was free. ``multiprocessing``'s non-recursive ``Lock`` may be
+    released by any process.
     """
-    if not lock_held(lock):
+    deadline = time.monotonic() + held_for
+    while lock_held(lock):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.001)
+    else:
         return False
     try:
         lock.release()
@@ -395,7 +413,7 @@ def release_terminated(pool: Pool) -> None:
     callbacks hold the executor's chunks, and through them the executor and
     this pool, which would otherwise wait for the garbage collector.
     """
-    _jobs(pool).clear()
+    drop_jobs(pool)
     for name in ("_inqueue", "_outqueue", "_change_notifier"):
         channel = getattr(pool, name, None)
         for end in ("_reader", "_writer"):

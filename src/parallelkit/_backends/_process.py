@@ -35,7 +35,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from multiprocessing.pool import Pool
-from typing import Any, final
+from typing import Any, Final, final
 
 from .. import _worker
 from .._config import Settings
@@ -47,6 +47,10 @@ from ._looks import WorkerLooks
 from ._task_channel import TaskChannel
 
 __all__ = ("Backend",)
+
+#: At terminate(), once every worker is stopped: how long the result queue's
+#: lock must stay held before it is taken for a dead worker's.
+RESULT_LOCK_GRACE: Final = 0.1
 
 
 @final
@@ -194,9 +198,15 @@ class Backend:
                 # first, then no holder is alive, and free the locks.
                 _mp_private.stop_replacing(self._pool)
                 looks.kill_workers(wait=1.0)
-                _mp_private.release_orphaned_lock(result_lock)
                 _mp_private.release_orphaned_lock(task_lock)
+                # The pool's task thread also takes the result queue's lock, for
+                # a moment, to write its end marker: held on, it is a dead worker's.
+                _mp_private.release_orphaned_lock(result_lock, held_for=RESULT_LOCK_GRACE)
             looks.results.ending = True  # a result cut short by a kill is not waited for
+            # The engine has failed the chunks still running: their jobs will never
+            # finish. Dropped now, as the pool's shutdown refuses to run with jobs
+            # left once its result thread has ended (it ends on a result cut short).
+            _mp_private.drop_jobs(self._pool)
             self._pool.terminate()  # joins the result thread (unless it is this one)
             _mp_private.release_terminated(self._pool)
             with looks.track:  # chunks that never started hold their maps: let go
