@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import multiprocessing.connection
 import multiprocessing.synchronize as synchronize
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from parallelkit._backends import _mp_private
+from parallelkit._backends._looks import _all_exit_within as all_exit_within  # pyright: ignore[reportPrivateUsage]
 from parallelkit._backends._result_reader import ResultReader
 from parallelkit._backends._task_channel import TaskChannel
 
@@ -60,11 +60,15 @@ def test_maintainer_alive_until_close_with_no_job_left() -> None:
 
 
 @contextlib.contextmanager
-def channel_pool() -> Generator[tuple[Pool, TaskChannel], None, None]:
-    """A spawn pool of 2 workers on a task channel; terminated and freed after."""
+def channel_pool(
+    workers: int = 2, tasks_per_worker: int | None = None
+) -> Generator[tuple[Pool, TaskChannel], None, None]:
+    """A spawn pool on a task channel; terminated and freed after."""
     ctx = multiprocessing.get_context("spawn")
     channel = TaskChannel(ctx, lambda task: 0)
-    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 2, None, (), None, ctx)
+    pool = _mp_private.pool_with_task_channel(
+        channel, ResultReader(), workers, None, (), tasks_per_worker, ctx
+    )
     try:
         yield pool, channel
     finally:
@@ -198,19 +202,6 @@ def test_the_result_queue_keeps_multiprocessing_s_contract_with_plain_pickle() -
         assert pool.apply_async(abs, (-4,)).get(20) == 4
 
 
-def all_end_within(procs: list[BaseProcess], seconds: float) -> bool:
-    """Whether every one of ``procs`` ends within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    waiting: list[int] = [p.sentinel for p in procs]
-    while waiting:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready: list[object] = list(multiprocessing.connection.wait(waiting, left))
-        waiting = [s for s in waiting if s not in ready]
-    return True
-
-
 def test_the_pool_makes_one_named_semaphore_besides_its_task_channel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -262,7 +253,7 @@ def test_close_with_no_job_left_ends_the_workers_before_the_maintenance_thread_w
         try:
             assert pool.map(abs, range(-8, 0)) == list(range(8, 0, -1))
             pool.close()
-            assert all_end_within(_mp_private.workers(pool), 10)
+            assert all_exit_within(_mp_private.workers(pool), 10)
         finally:
             go_on.set()
         _mp_private.join_maintainer(pool)
@@ -280,7 +271,7 @@ def test_after_close_the_maintenance_thread_ends_without_a_join() -> None:
         while _mp_private.maintainer_alive(pool) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not _mp_private.maintainer_alive(pool)
-        assert all_end_within(_mp_private.workers(pool), 10)
+        assert all_exit_within(_mp_private.workers(pool), 10)
         pool.join()
 
 
@@ -292,8 +283,6 @@ def test_a_worker_started_while_the_pool_closes_is_told_to_end_too(
     # left the pool's list and before its replacement starts, so the task
     # thread, told to end at close(), sends no worker its word to exit.
     # join_maintainer() must send one to the replacement, or join() waits for ever.
-    ctx = multiprocessing.get_context("spawn")
-    channel = TaskChannel(ctx, lambda task: 0)
     armed = threading.Event()
     replacing = threading.Event()
     go_on = threading.Event()
@@ -306,29 +295,24 @@ def test_a_worker_started_while_the_pool_closes_is_told_to_end_too(
         return repopulate(*args)
 
     monkeypatch.setattr(Pool, "_repopulate_pool_static", staticmethod(gated))
-    pool = _mp_private.pool_with_task_channel(channel, ResultReader(), 1, None, (), 1, ctx)
+    with channel_pool(workers=1, tasks_per_worker=1) as (pool, _):
 
-    def join() -> None:
-        _mp_private.join_maintainer(pool)
-        pool.join()
+        def join() -> None:
+            _mp_private.join_maintainer(pool)
+            pool.join()
 
-    joiner = threading.Thread(target=join, daemon=True)
-    try:
-        armed.set()
-        assert pool.apply_async(abs, (-1,)).get(20) == 1
-        assert replacing.wait(20)
-        assert _mp_private.workers(pool) == []
-        pool.close()
-        pool._task_handler.join(20)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-        go_on.set()
-        joiner.start()
-        joiner.join(20)
-        assert not joiner.is_alive(), "the replacement worker was never told to exit"
-        assert len(_mp_private.workers(pool)) == 1
-    finally:
-        go_on.set()
-        pool.terminate()
-        if joiner.is_alive():
+        joiner = threading.Thread(target=join, daemon=True)
+        try:
+            armed.set()
+            assert pool.apply_async(abs, (-1,)).get(20) == 1
+            assert replacing.wait(20)
+            assert _mp_private.workers(pool) == []
+            pool.close()
+            pool._task_handler.join(20)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+            go_on.set()
+            joiner.start()
             joiner.join(20)
-        _mp_private.release_terminated(pool)
-        channel.close()
+            assert not joiner.is_alive(), "the replacement worker was never told to exit"
+            assert len(_mp_private.workers(pool)) == 1
+        finally:
+            go_on.set()

@@ -62,7 +62,6 @@ These attributes have the same names and meaning on CPython 3.10 to 3.13;
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import threading
 import time
@@ -72,7 +71,6 @@ from multiprocessing.pool import CLOSE, RUN, TERMINATE, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from .._worker import FRAME_LENGTH
 from ._result_reader import ResultQueue
 
 __all__ = (
@@ -216,8 +214,7 @@ class _Notifier:
         self._rlock = threading.Lock()
 
     def put(self, obj: object) -> None:
-        body = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-        os.write(self._writer.fileno(), FRAME_LENGTH.pack(len(body)) + body)
+        self._writer.send_bytes(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
 
     def empty(self) -> bool:
         return not self._reader.poll()
@@ -463,13 +460,13 @@ def join_maintainer(pool: Pool) -> None:
 
     It ends once no job is left, as ``Pool.join()`` expects before it waits
     for the workers.
+
+    Raises:
+        TypeError: ``pool`` was not made by :func:`pool_with_task_channel`.
     """
-    if isinstance(pool, _ChannelPool):
-        pool.end_maintainer()
-        return
-    thread = getattr(pool, "_worker_handler", None)
-    if thread is not None:
-        thread.join()  # pyright: ignore[reportUnknownMemberType]
+    if not isinstance(pool, _ChannelPool):
+        raise TypeError("join_maintainer() takes a pool made by pool_with_task_channel()")
+    pool.end_maintainer()
 
 
 def preload_in_forkserver(module: str) -> None:
