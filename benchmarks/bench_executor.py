@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_executor.py              # the full run (about 4 minutes on 2 cores)
+    python benchmarks/bench_executor.py              # the full run (about 6 minutes on 2 cores)
     python benchmarks/bench_executor.py --quick      # a smoke run (small inputs, 2 repeats)
     python benchmarks/bench_executor.py --only imap  # rows whose "section/runner" matches
 
@@ -577,8 +577,10 @@ def tiny_serial(cfg: Config, res: Resources) -> list[Case]:
 
 #: A start + stop row's rounds, in multiples of --repeat: each round is one fresh
 #: interpreter, and its figure swings with the machine's state more than a
-#: throughput row's does.
-START_ROUNDS = 3
+#: throughput row's does (a spread of 15-35% across interpreters). With 15 a
+#: row's median still moved by about 8% from one run to the next, more than the
+#: gap it is there to measure; 30 halve the variance.
+START_ROUNDS = 6
 
 FIRST = list(range(2 * WORKERS))
 FIRST_RESULT = [x + 1 for x in FIRST]

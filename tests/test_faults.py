@@ -28,7 +28,7 @@ from parallelkit import (
     WorkerCrashedError,
 )
 from parallelkit._backends import _mp_private
-from parallelkit._backends._task_channel import TaskChannel
+from parallelkit._backends._pipes import TaskChannel
 from parallelkit.testing import crash_worker, exit_worker, hang
 
 from .helpers import (

@@ -19,8 +19,8 @@ import pytest
 
 from parallelkit._backends import _mp_private
 from parallelkit._backends._looks import _all_exit_within as all_exit_within  # pyright: ignore[reportPrivateUsage]
+from parallelkit._backends._pipes import TaskChannel
 from parallelkit._backends._result_reader import ResultReader
-from parallelkit._backends._task_channel import TaskChannel
 
 
 def test_workers_lists_the_pool_processes() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from parallelkit._backends import _mp_private
-from parallelkit._backends._task_channel import HEADER, TaskChannel
+from parallelkit._backends._pipes import HEADER, TaskChannel
 
 
 def _tag(task: Any) -> int:

@@ -22,8 +22,6 @@ start and to end, and a thread notices the death up to a quarter of a
 second late.
 """
 
-from __future__ import annotations
-
 import contextlib
 import os
 import signal

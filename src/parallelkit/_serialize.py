@@ -13,8 +13,6 @@ reported), plus its type name, message and formatted traceback, so that an
 exception that cannot cross still arrives as a :class:`~parallelkit.RemoteError`.
 """
 
-from __future__ import annotations
-
 import pickle
 import sys
 import traceback

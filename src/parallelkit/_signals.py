@@ -24,20 +24,13 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, Final, final
 
-__all__ = ("SigtermInterrupts", "ignore_sigint")
+__all__ = ("SigtermInterrupts",)
 
 _raw: Any = importlib.import_module("_signal")
 _getsignal: Final[Callable[[int], object]] = _raw.getsignal
 _setsignal: Final[Callable[[int, object], object]] = _raw.signal
 _SIGTERM: Final = int(signal.SIGTERM)
-_SIGINT: Final = int(signal.SIGINT)
 _SIG_DFL: Final = int(signal.SIG_DFL)
-_SIG_IGN: Final = int(signal.SIG_IGN)
-
-
-def ignore_sigint() -> None:
-    """Ignore Ctrl-C in this process (a worker: its parent owns Ctrl-C)."""
-    _setsignal(_SIGINT, _SIG_IGN)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -20,9 +20,8 @@ The same :func:`run_items` executes chunks in threads and inline for the
 thread and serial backends, with live objects instead of bytes.
 """
 
-from __future__ import annotations
-
 import _thread
+import importlib
 import os
 import struct
 import sys
@@ -41,7 +40,6 @@ from ._serialize import (
     exception_from_envelope,
     loads,
 )
-from ._signals import ignore_sigint
 
 __all__ = (
     "ACK_INIT_FAILED",
@@ -82,6 +80,9 @@ _ack_fd = -1
 #: then the message), built in one piece and written with one ``os.write``.
 _ACK_WIRE: Final = struct.Struct(FRAME_LENGTH.format + "c" + ACK_FORMAT.format.lstrip("!"))
 _ACK_MESSAGE_SIZE: Final = _ACK_WIRE.size - FRAME_LENGTH.size
+#: ``_signal``, the C module under :mod:`signal`, whose wrappers cost more (see
+#: :mod:`._signals`, which the workers do not import).
+_signal: Any = importlib.import_module("_signal")
 _fn_cache: dict[bytes, Callable[..., Any]] = {}
 _FN_CACHE_SIZE: Final = 32
 
@@ -195,7 +196,7 @@ def init_process_worker(
     _ack = ack
     _ack_fd = ack.fileno()
     # The parent owns Ctrl-C: it stops the workers itself.
-    ignore_sigint()
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     if not lifeline.arm():
         # A plain thread: threading.Thread.start() would wait for it to run
         # before this worker may take its first task.

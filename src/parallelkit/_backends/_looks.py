@@ -58,8 +58,8 @@ from .._errors import WorkerCrashedError
 from .._serialize import exception_from_envelope, loads
 from . import _mp_private
 from ._base import Chunk, Hooks
+from ._pipes import TaskChannel
 from ._result_reader import ResultReader, readable
-from ._task_channel import TaskChannel
 
 __all__ = ("POLL", "WorkerLooks", "describe_exit")
 
@@ -433,7 +433,7 @@ class WorkerLooks:
         """After a worker ended: free the task channel if it died reading it.
 
         The channel records who holds its lock and which chunk they are
-        taking (see :mod:`._task_channel`). A holder that has died leaves the
+        taking (see :mod:`._pipes`). A holder that has died leaves the
         lock held (CPython gh-96062): it is released for it, and a chunk it
         had taken but not acknowledged fails. A lock held with no holder
         recorded for :data:`STALL` seconds lost its holder in the instant

@@ -20,7 +20,7 @@ things the public API does not tell:
   pool's change notifier only);
 - ``Pool._setup_queues`` / ``Pool._help_stuff_finish``: overridden by
   :func:`pool_with_task_channel` so that tasks travel through
-  :class:`~._task_channel.TaskChannel` (which survives a reader's death)
+  :class:`~._pipes.TaskChannel` (which survives a reader's death)
   instead of the pool's own pipe, and results are read by
   :class:`~._result_reader.ResultReader` (which gives up on a result cut
   short by a writer's death, and lets the process backend look after the
@@ -38,7 +38,7 @@ things the public API does not tell:
   ``_repopulate_pool`` the pool's context is one whose ``SimpleQueue()``
   makes :class:`_Notifier`, so the pool's change notifier needs no named
   semaphores; the result queue has no read lock either
-  (:class:`~._result_reader.ResultQueue`);
+  (:class:`~._pipes.ResultQueue`);
 - ``Pool.close`` / ``pool._quick_put`` / ``pool._task_handler``: ``close()``
   with no job left puts the task thread's end marker on ``pool._taskqueue``
   itself, so the workers get their word to exit without waiting for the
@@ -71,7 +71,7 @@ from multiprocessing.pool import CLOSE, RUN, TERMINATE, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ._result_reader import ResultQueue
+from ._pipes import ResultQueue
 
 __all__ = (
     "drop_jobs",

@@ -44,7 +44,7 @@ from .._serialize import dumps, dumps_function
 from . import _mp_private
 from ._base import BackendOptions, Chunk, Hooks
 from ._looks import WorkerLooks
-from ._task_channel import TaskChannel
+from ._pipes import TaskChannel
 
 __all__ = ("Backend",)
 

@@ -21,8 +21,7 @@ backend looks after its workers (see :mod:`._looks`)::
 Without a ``wait`` function a reader waits for the pipe alone, and gives up
 on a message cut short once :attr:`ResultReader.suspect` is set.
 
-The workers write to the pipe through :class:`ResultQueue`, the pool's
-``SimpleQueue`` with plain pickle instead of ``ForkingPickler``.
+The workers write to the pipe through :class:`~._pipes.ResultQueue`.
 """
 
 from __future__ import annotations
@@ -34,13 +33,12 @@ import select
 import struct
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from multiprocessing.queues import SimpleQueue
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from .._worker import FRAME_LENGTH
-from ._task_channel import read_exactly
+from ._pipes import read_exactly
 
-__all__ = ("ResultQueue", "ResultReader", "readable")
+__all__ = ("ResultReader", "readable")
 
 #: How often a reader without a wait function looks whether it should give up.
 LOOK: Final = 0.1
@@ -53,39 +51,6 @@ def readable(fd: int, timeout: float | None) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(None if timeout is None else 1000 * timeout))
-
-
-class ResultQueue(SimpleQueue[Any]):
-    """The pool's result queue; a worker pickles what it puts with plain pickle.
-
-    What a worker of the process backend puts is ``(job, index, (ok, value))``
-    with an outcome in bytes or an exception ``multiprocessing.Pool`` wrapped
-    for the trip: nothing that needs ``ForkingPickler``'s reducers, each
-    instance of which copies their table (in a worker just forked, a page
-    copied for every reducer in it). It has no read lock: only the pool's
-    result thread reads it, with :class:`ResultReader`.
-    """
-
-    def __init__(self, *, ctx: Any) -> None:
-        # SimpleQueue's own, less the read lock (a named semaphore to make,
-        # have every forked worker inherit, and free again, for each pool).
-        self._reader, self._writer = ctx.Pipe(duplex=False)
-        self._rlock = None
-        self._poll = self._reader.poll
-        self._wlock = ctx.Lock()
-
-    def get(self) -> Any:
-        raise TypeError("the result queue is read with ResultReader, by the pool's result thread")
-
-    @property
-    def reader(self) -> Connection:
-        """The read end, which the pool's result thread reads with :class:`ResultReader`."""
-        return cast("Connection", self._reader)
-
-    def put(self, obj: object) -> None:
-        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-        with self._wlock:
-            self._writer.send_bytes(data)
 
 
 class ResultReader:

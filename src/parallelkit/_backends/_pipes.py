@@ -1,11 +1,12 @@
-"""The pipe that carries tasks to process workers, safe against a reader's death.
+"""The two pipes between a process pool and its workers: tasks down, results up.
 
-``multiprocessing.Pool`` sends every task down one pipe; idle workers take
-turns reading it under one lock. A worker killed while it reads leaves two
-kinds of damage behind: the lock stays held, so no worker gets a task again
-(CPython gh-96062), and, if it had read part of a task, the rest of that task
-stays in the pipe, where every later reader takes it for the start of a new
-message and reads garbage for ever. This channel replaces the pool's task
+**Tasks** travel through :class:`TaskChannel`, which is safe against a
+reader's death. ``multiprocessing.Pool`` sends every task down one pipe; idle
+workers take turns reading it under one lock. A worker killed while it reads
+leaves two kinds of damage behind: the lock stays held, so no worker gets a
+task again (CPython gh-96062), and, if it had read part of a task, the rest of
+that task stays in the pipe, where every later reader takes it for the start
+of a new message and reads garbage for ever. This channel replaces the pool's task
 pipe and makes both repairable::
 
     pool's task thread ── put(task) ──▶ [MAGIC | length | chunk id | crc32] body ──▶ pipe
@@ -27,9 +28,16 @@ pipe and makes both repairable::
 
 Which chunk a dead reader took is therefore known exactly: the header lands
 in shared memory in the same system call that takes it from the pipe.
-"""
 
-from __future__ import annotations
+**Results** travel through :class:`ResultQueue`, the pool's ``SimpleQueue``
+with plain pickle instead of ``ForkingPickler`` and no read lock; the pool's
+result thread reads it with :class:`~._result_reader.ResultReader`.
+
+Every worker loads this module (under spawn and forkserver, at start-up), so
+it holds both pipes' classes and leaves out ``from __future__ import
+annotations``: each module it imports is a file to find and load before the
+worker takes its first task.
+"""
 
 import mmap
 import os
@@ -42,12 +50,13 @@ import zlib
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import assert_spawning
+from multiprocessing.queues import SimpleQueue
 from multiprocessing.reduction import DupFd
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .. import _worker
 
-__all__ = ("TaskChannel", "read_exactly")
+__all__ = ("ResultQueue", "TaskChannel", "read_exactly")
 
 MAGIC: Final = b"\x93pk-task"
 #: magic, body length, chunk id (0: not a chunk), crc32 of the 24 bytes before it
@@ -251,3 +260,36 @@ class TaskChannel:
         self._record.close()
         if self._close_fd is not None:
             self._close_fd()
+
+
+class ResultQueue(SimpleQueue[Any]):
+    """The pool's result queue; a worker pickles what it puts with plain pickle.
+
+    What a worker of the process backend puts is ``(job, index, (ok, value))``
+    with an outcome in bytes or an exception ``multiprocessing.Pool`` wrapped
+    for the trip: nothing that needs ``ForkingPickler``'s reducers, each
+    instance of which copies their table (in a worker just forked, a page
+    copied for every reducer in it). It has no read lock: only the pool's
+    result thread reads it, with :class:`~._result_reader.ResultReader`.
+    """
+
+    def __init__(self, *, ctx: Any) -> None:
+        # SimpleQueue's own, less the read lock (a named semaphore to make,
+        # have every forked worker inherit, and free again, for each pool).
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+        self._rlock = None
+        self._poll = self._reader.poll
+        self._wlock = ctx.Lock()
+
+    def get(self) -> Any:
+        raise TypeError("the result queue is read with ResultReader, by the pool's result thread")
+
+    @property
+    def reader(self) -> Connection:
+        """The read end, which the pool's result thread reads (with a ``ResultReader``)."""
+        return cast("Connection", self._reader)
+
+    def put(self, obj: object) -> None:
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        with self._wlock:
+            self._writer.send_bytes(data)
