@@ -21,6 +21,7 @@ from parallelkit._backends import _mp_private
 from parallelkit._backends._looks import _all_exit_within as all_exit_within  # pyright: ignore[reportPrivateUsage]
 from parallelkit._backends._pipes import TaskChannel
 from parallelkit._backends._result_reader import ResultReader
+from parallelkit._worker import SpawnedWorker
 
 
 def test_workers_lists_the_pool_processes() -> None:
@@ -316,3 +317,13 @@ def test_a_worker_started_while_the_pool_closes_is_told_to_end_too(
             assert len(_mp_private.workers(pool)) == 1
         finally:
             go_on.set()
+
+
+def test_spawned_workers_and_their_replacements_end_as_forked_ones_do() -> None:
+    with channel_pool(workers=1, tasks_per_worker=1) as (pool, _):
+        first = _mp_private.workers(pool)[0]
+        assert pool.map(abs, range(-3, 0), chunksize=1) == [3, 2, 1]  # a worker for each
+        assert first.exitcode == 0  # it ended after its task, and the pool replaced it
+        later = _mp_private.workers(pool)
+        assert first not in later
+        assert all(type(proc) is SpawnedWorker for proc in [first, *later])

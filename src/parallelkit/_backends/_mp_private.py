@@ -44,7 +44,11 @@ things the public API does not tell:
   itself, so the workers get their word to exit without waiting for the
   maintenance thread, which the first worker to exit wakes;
   :func:`join_maintainer` sends one more for each worker that thread
-  started meanwhile.
+  started meanwhile;
+- ``Pool.Process``: overridden so that under ``spawn`` the workers are
+  :class:`~parallelkit._worker.SpawnedWorker`, whose ``_bootstrap`` ends the
+  process as ``fork`` and the forkserver end theirs (exit functions, then
+  ``os._exit()``) instead of returning to ``spawn_main()``'s ``sys.exit()``.
 
 - ``process._popen.returncode``: a worker's exit status once the pool's own
   handler thread has read it (reading it a second time races with the pool);
@@ -71,6 +75,7 @@ from multiprocessing.pool import CLOSE, RUN, TERMINATE, Pool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from .._worker import SpawnedWorker
 from ._pipes import ResultQueue
 
 __all__ = (
@@ -122,6 +127,14 @@ class _ChannelPool(Pool):
         # Pool.__init__ makes its change notifier next, with this context's
         # SimpleQueue(); the context is given back in _repopulate_pool.
         self._ctx = _NotifierContext(ctx)
+
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        # Spawned workers skip the interpreter's teardown at their end, as
+        # forked ones do (see SpawnedWorker).
+        if ctx.get_start_method() == "spawn":
+            return SpawnedWorker(*args, **kwds)
+        return ctx.Process(*args, **kwds)
 
     @staticmethod
     def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:
