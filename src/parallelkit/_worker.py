@@ -18,6 +18,11 @@ dead or timed-out worker was holding.
 
 The same :func:`run_items` executes chunks in threads and inline for the
 thread and serial backends, with live objects instead of bytes.
+
+Under ``spawn`` a pool's workers are :class:`SpawnedWorker` processes, which
+end as the workers of ``fork`` and the forkserver do: without tearing the
+interpreter down. Every worker loads this module at start-up, so it and the
+modules it imports leave out ``from __future__ import annotations``.
 """
 
 import _thread
@@ -175,10 +180,11 @@ class SpawnedWorker(SpawnProcess):
     calls ``sys.exit()``: the whole interpreter is torn down (every module
     cleared, every object collected), about 10 ms on a small machine, which
     ``close()`` + ``join()`` waits for. A worker started by ``fork`` or by the
-    forkserver runs the exit functions (:mod:`atexit`, and with them
-    ``multiprocessing``'s finalizers), flushes the standard streams and leaves
-    with ``os._exit()``. This one does the same, so a worker ends the same way
-    whichever start method made it.
+    forkserver leaves with ``os._exit()`` once ``multiprocessing``'s
+    finalizers (from Python 3.13 on, every :mod:`atexit` function) have run
+    and the standard streams are flushed. This one runs the exit functions
+    (as its interpreter's teardown would have), flushes the streams and
+    leaves the same way.
     """
 
     def _bootstrap(self, parent_sentinel: int | None = None) -> int:
