@@ -57,26 +57,34 @@ def _run(method: str, tmp_path: Path) -> list[str]:
     return proc.stdout.splitlines()
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+#: The process class a worker runs in, by start method: parallelkit's own under spawn.
+WORKER_CLASS = {"fork": "ForkProcess", "spawn": "SpawnedWorker", "forkserver": "ForkServerProcess"}
+
+#: Where a worker runs its exit functions: spawned ones on every version.
+EXIT_FUNCTIONS_RUN = [
+    "spawn",
+    *(
+        pytest.param(
+            method,
+            marks=pytest.mark.skipif(
+                sys.version_info < (3, 13),
+                reason="fork and forkserver workers run exit functions from Python 3.13 on",
+            ),
+        )
+        for method in ("fork", "forkserver")
+    ),
+]
+
+
+@pytest.mark.parametrize("method", list(WORKER_CLASS))
 def test_a_worker_flushes_its_output_and_skips_the_teardown(method: str, tmp_path: Path) -> None:
     lines = _run(method, tmp_path)
-    assert any(line.startswith("task 1 ran in ") for line in lines), lines
+    assert f"task 1 ran in {WORKER_CLASS[method]}" in lines, lines
     assert "torn down" not in lines, lines
     assert lines[-1] == "joined", lines
 
 
-def test_a_spawned_worker_still_runs_its_exit_functions(tmp_path: Path) -> None:
-    lines = _run("spawn", tmp_path)
-    assert "task 1 ran in SpawnedWorker" in lines, lines
-    # Before the worker has ended, and so before join() returned.
-    assert lines.index("exit functions ran") < lines.index("joined"), lines
-
-
-@pytest.mark.skipif(
-    sys.version_info < (3, 13),
-    reason="workers made by fork or the forkserver run exit functions from Python 3.13 on",
-)
-@pytest.mark.parametrize("method", ["fork", "forkserver"])
-def test_forked_workers_run_their_exit_functions_too(method: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", EXIT_FUNCTIONS_RUN)
+def test_a_worker_runs_its_exit_functions_before_join_returns(method: str, tmp_path: Path) -> None:
     lines = _run(method, tmp_path)
     assert lines.index("exit functions ran") < lines.index("joined"), lines
