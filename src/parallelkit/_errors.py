@@ -12,11 +12,13 @@
     ├── TaskTimeoutError (TimeoutError)   a task ran longer than its ``task_timeout``
     ├── RemoteError                       a task's exception or result could not be
     │                                     sent back; carries type name, message, traceback
-    └── ClosedChannelError                a channel was used after ``close()``
+    └── ClosedChannelError (OSError)      a channel was used after ``close()``
 
 ``ClosedError`` is both a ``RuntimeError`` (what ``concurrent.futures`` raises
 after ``shutdown``) and a ``ValueError`` (what ``multiprocessing.Pool`` raises
 after ``close``), so handlers written for either library keep working.
+``ClosedChannelError`` is an ``OSError``, as ``multiprocessing`` raises
+``OSError("handle is closed")`` for a closed Connection.
 """
 
 from __future__ import annotations
@@ -60,8 +62,13 @@ class BrokenExecutorError(ParallelkitError, RuntimeError):
 
 
 @final
-class ClosedChannelError(ParallelkitError):
-    """A channel (Queue, Pipe end) was used after it was closed."""
+class ClosedChannelError(ParallelkitError, OSError):
+    """A channel (Queue, Pipe end) was used after it was closed.
+
+    An ``OSError`` too, as ``multiprocessing`` raises ``OSError("handle is
+    closed")`` for a Connection used after ``close()``: ``except OSError``
+    handlers written for it keep working.
+    """
 
 
 @final

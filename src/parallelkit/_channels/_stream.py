@@ -5,10 +5,12 @@
     writer ── os.write / os.writev ──▶ FIFO (kernel pipe, 1 MiB when allowed) ──▶ os.read ── reader
              [8-byte header: kind << 56 | length][payload]    [header][payload] ...
 
-Every process that holds an end opens the FIFO by path with ``O_RDWR``, which
+Every process that holds a Queue opens the FIFO by path with ``O_RDWR``, which
 on Linux never blocks and never sees EOF: the end of a stream is a message
-(an EOF frame, or a shared "closed" flag), not a side effect of descriptors
-being closed, so it means the same thing however many processes hold copies.
+(a shared "closed" flag), not a side effect of descriptors being closed, so
+it means the same thing however many processes hold copies. (A Pipe opens
+its FIFOs read-only or write-only instead, so that the kernel's count of
+descriptors is its count of copies: see ``_pipe``. It uses the framing only.)
 A second descriptor with ``O_NONBLOCK`` lets a writer try a write without
 ever blocking. Reads take the header and then the payload straight into the
 final buffer (``readv`` into a ``bytearray`` for big messages, no
@@ -37,7 +39,6 @@ else:
 
 __all__ = (
     "DATA",
-    "EOF",
     "HEADER",
     "WAKE",
     "Fifo",
@@ -52,8 +53,6 @@ _LENGTH_MASK: Final = (1 << _KIND_SHIFT) - 1
 DATA: Final = 0
 #: "Look again": wakes a reader blocked on an empty FIFO after a close.
 WAKE: Final = 1
-#: The writing end was closed (pipes).
-EOF: Final = 2
 
 #: Writes up to this size are atomic on a pipe (POSIX guarantees at least 512).
 PIPE_BUF: Final = getattr(select, "PIPE_BUF", 512)
