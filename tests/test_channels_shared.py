@@ -111,11 +111,11 @@ def test_value_refuses_unknown_types_and_pointers(backend: str) -> None:
         Value(untyped(list))
 
 
-def test_assigning_value_raises_an_error_that_names_the_fix(backend: str) -> None:
+def test_assigning_value_stores_it_as_multiprocessing_does(backend: str) -> None:
     v = Value("i", 1)
-    with pytest.raises(AttributeError, match=r"v\.set\(x\), v\.add\(n\), v\.update\(fn\)"):
-        untyped(v).value += 1
-    assert v.value == 1
+    v.value = 6
+    v.value **= 2
+    assert v.value == 36
 
 
 def test_set_add_update_and_compare_and_set(backend: str) -> None:
@@ -262,8 +262,6 @@ def test_char_arrays_have_value_and_raw(backend: str) -> None:
     assert s.value == b"x" * 11
     with pytest.raises(TypeError, match="char array"):
         _ = untyped(Array("i", 2)).value
-    with pytest.raises(AttributeError, match="locked"):
-        untyped(s).value = b"no"
 
 
 def test_iteration_is_a_snapshot_under_one_lock(backend: str) -> None:
@@ -276,10 +274,8 @@ def test_iteration_is_a_snapshot_under_one_lock(backend: str) -> None:
     assert list(Array("c", b"ab")) == [b"a", b"b"]
 
 
-def test_structure_elements_are_copies_outside_the_lock(backend: str) -> None:
+def test_structure_elements_change_in_place_under_the_lock(backend: str) -> None:
     a = Array(Point, [(1.875, -6.25), (-5.75, 2.0)])
-    with pytest.raises(AttributeError, match="copy read outside the lock"):
-        a[0].x = 1.0
     assert [(p.x, p.y) for p in a[:]] == [(1.875, -6.25), (-5.75, 2.0)]
     with a.locked() as points:
         for point in points:

@@ -9,9 +9,10 @@
   the receiver uses the class it can import when the layout matches (so
   ``isinstance`` and methods work) and otherwise rebuilds an equivalent class
   from the layout (a ``Structure`` defined in ``__main__`` under forkserver).
-- :func:`frozen_copy` gives a Structure read outside the lock as a copy that
-  refuses attribute assignment, so ``arr[0].x = 1`` fails loudly instead of
-  silently changing nothing.
+- :func:`frozen_copy` gives a Structure read as a whole value
+  (``Value(Point).value``) as a copy that refuses attribute assignment, so
+  ``v.value.x = 1`` fails loudly instead of silently changing nothing. (An
+  Array's Structure elements are live, as in ``multiprocessing``.)
 """
 
 from __future__ import annotations
@@ -255,7 +256,8 @@ def _refuse(self: object, name: str, value: object) -> None:
     raise AttributeError(
         f"this {type(self).__mro__[1].__name__} is a copy read outside the lock, so setting "
         f"{name!r} on it would change nothing shared; modify the shared one with "
-        "'with shared.locked() as cell:' or replace it with set()/update()"
+        "'with shared.locked() as cell:', or assign a whole new value (v.value = ..., "
+        "v.set(...), v.update(...))"
     )
 
 

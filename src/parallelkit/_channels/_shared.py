@@ -1,4 +1,4 @@
-"""Value and Array: typed shared memory in which no update can be lost by accident.
+"""Value and Array: typed shared memory, assignable as in multiprocessing, with atomic updates.
 
 ::
 
@@ -8,18 +8,25 @@
                   the same ctypes object is laid over either memory, so coercion,
                   overflow and every read are identical on both backends
 
-    reads:   v.value                     (under the lock; Structures come back as copies)
-    writes:  v.set(x)  v.add(n)  v.update(fn)  v.compare_and_set(old, new)
-             with v.locked() as cell: cell.value = ...
-    refused: v.value = x  (AttributeError at run time, a type error for checkers),
-             because ``v.value += 1`` is a read and a write with a gap between them
+    v.value, v.value = x     one read or one write, each under the lock (multiprocessing's)
+    v.value += 1             a read, then a write: another worker's update in between is
+                             lost, as in multiprocessing (the lock is not held in the gap)
+    atomic:  v.add(n)  v.update(fn)  v.compare_and_set(old, new)  v.set(x)
+             with v.locked() as cell: ...    (or ``with v.get_lock():``, an RLock)
 
-An Array works the same way element-wise (``arr[i] = x`` takes the lock, like
+An Array works the same way element-wise (``arr[i] = x``, ``arr[i:j] = xs``
+and a char array's ``.value``/``.raw`` take the lock, like
 ``multiprocessing.Array``), reads whole snapshots under one lock
 (``list(arr)``, ``arr[:]``), copies in bulk through the buffer protocol
 (:meth:`Array.copy_from`, :meth:`Array.copy_into`) and hands out a zero-copy
-numpy view (:meth:`Array.numpy`) that keeps the memory mapped for as long as
-the view exists, whatever happens to the Array.
+numpy view (:meth:`Array.numpy`). An element of a Structure array is a live
+ctypes object over the shared memory (``arr[0].x = 1`` writes through, as in
+``multiprocessing``); like a numpy view or :meth:`get_obj`, it keeps the
+memory mapped for as long as it exists, whatever happens to the Array.
+
+``lock=False`` makes an object without a lock and, as in ``multiprocessing``
+(where it is a raw ctypes object), without ``get_lock`` and ``get_obj``:
+looking them up raises AttributeError.
 """
 
 # The channel classes build and rebuild one another's objects (unpickling, locks shared
@@ -31,7 +38,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
+from types import MethodType, TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -44,7 +51,7 @@ from typing import (
     overload,
 )
 
-from .._errors import ClosedChannelError
+from .._errors import ClosedChannelError, ParallelkitError
 from ._layout import (
     class_of,
     describe_format,
@@ -67,7 +74,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from typing_extensions import Buffer
 
-__all__ = ("Array", "LockedArray", "LockedValue", "Value")
+__all__ = ("Array", "LockedArray", "LockedValue", "NotALockError", "Value")
 
 _S = TypeVar("_S", bound="ctypes.Structure | ctypes.Union")
 _V = TypeVar("_V")
@@ -79,11 +86,56 @@ class _Element(Protocol[T_co]):
     def _element(self) -> T_co: ...
 
 
-_ASSIGN_HINT = (
-    "cannot assign to {what}.value: a read-modify-write such as 'v.value += 1' would lose "
-    "updates made by other workers in between. Use v.set(x), v.add(n), v.update(fn) or "
-    "'with v.locked() as cell: cell.value = ...'"
-)
+class NotALockError(ParallelkitError, TypeError, AttributeError):
+    """``lock=`` of a Value or Array is neither a bool, None nor a parallelkit lock.
+
+    It is a TypeError (the argument has the wrong type) and also an
+    AttributeError, which is what ``multiprocessing`` raises for it (later,
+    when the lock is first used), so code written for either catches it.
+    """
+
+
+class _WithLockOnly:
+    """A method that exists only on objects made with a lock, as in ``multiprocessing``.
+
+    There ``Value(..., lock=False)`` is a raw ctypes object, without
+    ``get_lock`` or ``get_obj``; here looking either up on such an object
+    raises AttributeError, so ``hasattr(v, "get_lock")`` is False there and here.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self._fn = fn
+        self._name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: _SharedBase | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self._fn
+        if obj._lock is None:
+            raise AttributeError(
+                f"this {obj._what} was created with lock=False, so it has no {self._name}() "
+                f"(as in multiprocessing, where it is a raw ctypes object); create it with "
+                "lock=True (the default) or with a shared lock",
+                name=self._name,
+                obj=obj,
+            )
+        return MethodType(self._fn, obj)
+
+
+def _not_a_lock(lock: object, what: str) -> NotALockError:
+    kind = type(lock)
+    named = kind.__qualname__
+    if kind.__module__ != "builtins":
+        named = f"{kind.__module__}.{named}"
+    return NotALockError(
+        f"lock must be True, None, False, a parallelkit.Lock or a parallelkit.RLock; "
+        f"got {lock!r} (a {named}). To share one lock between objects, make it with "
+        "parallelkit.Lock() or parallelkit.RLock(): they travel to workers with the "
+        f"{what}, on every backend"
+    )
 
 
 def _closed(what: str) -> ClosedChannelError:
@@ -143,7 +195,7 @@ class _SharedBase:
     _buffer: Any
 
     def _place(
-        self, ctype: Any, length: int | None, backend: str | None, lock: bool | Lock | RLock
+        self, ctype: Any, length: int | None, backend: str | None, lock: bool | Lock | RLock | None
     ) -> None:
         settings = resolve(backend)
         shared = is_process(settings)
@@ -152,7 +204,7 @@ class _SharedBase:
         self._ctype = ctype
         self._length = length
         self._struct = is_struct(ctype)
-        if lock is True:
+        if lock is True or lock is None:  # None means True, as in multiprocessing
             self._lock = rlock_for(settings)
         elif lock is False:
             self._lock = None
@@ -164,9 +216,7 @@ class _SharedBase:
                 )
             self._lock = lock
         else:
-            raise TypeError(
-                f"lock must be True, False, a parallelkit.Lock or a parallelkit.RLock, got {lock!r}"
-            )
+            raise _not_a_lock(lock, self._what)
         self._raw = _fast_lock(self._lock)
         whole = ctype if length is None else ctype * length
         size = ctypes.sizeof(whole)
@@ -209,32 +259,51 @@ class _SharedBase:
         """Whether :meth:`close` was called."""
         return self._obj is None
 
-    def get_lock(self) -> Lock | RLock:
-        """Return the lock that guards it (``multiprocessing``'s ``get_lock()``).
+    if TYPE_CHECKING:
 
-        Returns:
-            The :class:`Lock` or :class:`RLock`.
+        def get_lock(self) -> Lock | RLock:
+            """Return the lock that guards it (``multiprocessing``'s ``get_lock()``)."""
+            ...
 
-        Raises:
-            AttributeError: It was created with ``lock=False``.
-        """
-        if self._lock is None:
-            raise AttributeError(f"this {self._what} was created with lock=False and has no lock")
-        return self._lock
+        def get_obj(self) -> Any:
+            """Return the raw ctypes object over the memory (``get_obj()``), without locking."""
+            ...
 
-    def get_obj(self) -> Any:
-        """Return the raw ctypes object over the memory (``get_obj()``), without locking.
+    else:
 
-        Returns:
-            The ctypes object; it keeps the memory alive while referenced.
-        """
-        return self._live()
+        def _get_lock(self) -> Lock | RLock:
+            """Return the lock that guards it (``multiprocessing``'s ``get_lock()``).
+
+            An object made with ``lock=False`` has no ``get_lock`` attribute,
+            as in ``multiprocessing``.
+
+            Returns:
+                The :class:`Lock` or :class:`RLock`.
+            """
+            return self._lock
+
+        def _get_obj(self) -> Any:
+            """Return the raw ctypes object over the memory (``get_obj()``), without locking.
+
+            An object made with ``lock=False`` has no ``get_obj`` attribute,
+            as in ``multiprocessing``.
+
+            Returns:
+                The ctypes object; it keeps the memory mapped while referenced.
+
+            Raises:
+                ClosedChannelError: It was closed.
+            """
+            return self._live()
+
+        get_lock = _WithLockOnly(_get_lock)
+        get_obj = _WithLockOnly(_get_obj)
 
     def close(self) -> None:
         """Let go of the memory from this object; idempotent.
 
         Later use of this object raises :class:`~parallelkit.ClosedChannelError`.
-        Objects already handed out (numpy views, :meth:`get_obj`) keep the
+        Objects already handed out (numpy views, :meth:`get_obj`, Structure elements) keep the
         memory mapped until they are gone, so nothing reads freed memory. In
         the creating process, the shared name goes once every Value/Array of
         its arena is closed or collected.
@@ -380,9 +449,12 @@ class Value(_SharedBase, Generic[T]):
     ``"c"``...), a Python type (``int`` is a 64-bit integer, ``float`` a double,
     ``bool``), a ctypes type or a ``ctypes.Structure``, with the same coercion
     (``Value("i", 1.5)`` is a ``TypeError``) and the same ``lock=`` argument.
-    Reading is ``v.value``; writing goes through :meth:`set`, :meth:`add`,
-    :meth:`update`, :meth:`compare_and_set` or :meth:`locked`, so that the
-    lost-update race of ``v.value += 1`` cannot be written by accident.
+    ``v.value`` reads and ``v.value = x`` writes, each under the lock, as
+    there. ``v.value += 1`` is a read and then a write, so it loses updates
+    made by other workers in between, as there too: to count, use
+    :meth:`add`; to replace atomically, :meth:`update` or
+    :meth:`compare_and_set`; for several steps, :meth:`locked` (or ``with
+    v.get_lock():``, an :class:`RLock` by default).
 
     It can be passed to workers as an ordinary task argument, on every
     backend and start method.
@@ -390,15 +462,21 @@ class Value(_SharedBase, Generic[T]):
     Args:
         typecode_or_type: What it holds.
         *args: The initial value (a Structure takes its fields); zero if omitted.
-        lock: True (the default) creates an :class:`RLock`; False creates no
-            lock (then only reads and :meth:`set` are available); a
-            :class:`Lock` or :class:`RLock` of the same backend is shared.
+        lock: True or None (the default is True) creates an :class:`RLock`; a
+            :class:`Lock` or :class:`RLock` of the same backend is shared;
+            False creates no lock: then reads and writes of ``.value`` and
+            :meth:`set` are unguarded, :meth:`add`, :meth:`update`,
+            :meth:`compare_and_set` and :meth:`locked` raise ``TypeError``, and
+            the object has no ``get_lock`` or ``get_obj`` attribute, as in
+            ``multiprocessing``.
         backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
             configuration, like the Executor.
 
     Raises:
         TypeError: An unknown type, a pointer type, a value of the wrong
             type, or a lock of another backend.
+        NotALockError: ``lock`` is none of the above (a ``TypeError`` that
+            is also an ``AttributeError``, what ``multiprocessing`` raises).
 
     Example:
         >>> import parallelkit
@@ -407,8 +485,9 @@ class Value(_SharedBase, Generic[T]):
         5
         >>> hits.update(lambda n: n * 10)
         50
+        >>> hits.value = hits.value + 1  # one read, one write: not atomic
         >>> hits.value
-        50
+        51
     """
 
     __slots__ = ()
@@ -421,7 +500,7 @@ class Value(_SharedBase, Generic[T]):
         value: bool = ...,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -431,7 +510,7 @@ class Value(_SharedBase, Generic[T]):
         value: int = ...,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -441,7 +520,7 @@ class Value(_SharedBase, Generic[T]):
         value: float = ...,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -451,7 +530,7 @@ class Value(_SharedBase, Generic[T]):
         value: bytes = ...,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -461,7 +540,7 @@ class Value(_SharedBase, Generic[T]):
         value: str = ...,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -471,7 +550,7 @@ class Value(_SharedBase, Generic[T]):
         value: _V = ...,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -480,7 +559,7 @@ class Value(_SharedBase, Generic[T]):
         typecode_or_type: type[_S],
         /,
         *args: Any,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     def __init__(
@@ -488,7 +567,7 @@ class Value(_SharedBase, Generic[T]):
         typecode_or_type: object,
         /,
         *args: Any,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None:
         ctype = element_type(typecode_or_type, "Value")
@@ -498,31 +577,31 @@ class Value(_SharedBase, Generic[T]):
 
     if TYPE_CHECKING:
 
-        @property
-        def value(self) -> T:
-            """The current value; a Structure comes back as a read-only copy."""
-            ...
-
         def _element(self) -> T: ...
 
-    else:
+    @property
+    def value(self) -> T:
+        """The value, read and written under the lock, as ``multiprocessing.Value.value``.
 
-        def _read(self) -> Any:
-            obj = self._live()
-            raw = self._raw
-            if raw is None:
-                return frozen_copy(obj) if self._struct else obj.value
-            with raw:
-                return frozen_copy(obj) if self._struct else obj.value
+        Each read and each write takes the lock once, so ``v.value += 1`` is
+        a read and then a write, and another worker's update in between is
+        lost, as in ``multiprocessing``: count with :meth:`add` (or
+        :meth:`update`, or inside :meth:`locked`) instead. A Structure reads
+        as a copy that refuses attribute assignment (assign a whole Structure,
+        or a tuple of its fields, instead).
+        """
+        obj = self._live()
+        raw = self._raw
+        if raw is None:
+            result: T = frozen_copy(obj) if self._struct else obj.value
+            return result
+        with raw:
+            result = frozen_copy(obj) if self._struct else obj.value
+            return result
 
-        def _refuse(self, new: object) -> None:
-            raise AttributeError(_ASSIGN_HINT.format(what="Value"))
-
-        value = property(
-            _read,
-            _refuse,
-            doc="The current value; a Structure comes back as a read-only copy.",
-        )
+    @value.setter
+    def value(self, new: T) -> None:
+        self.set(new)
 
     def set(self, value: T) -> None:
         """Replace the value.
@@ -739,11 +818,20 @@ class Array(_SharedBase, Generic[T]):
 
     Made like ``multiprocessing.Array``: an element type (typecode, Python
     type, ctypes type or ``Structure``) and a size or an initializer, with
-    ``lock=`` as there. ``arr[i]``, ``arr[i] = x`` and slices take the lock
-    each time; ``list(arr)`` and ``arr[:]`` read a consistent snapshot under
-    one lock; :meth:`locked` groups several steps; :meth:`copy_from`,
+    ``lock=`` as there. ``arr[i]``, ``arr[i] = x``, slices and a char
+    array's ``.value`` and ``.raw`` (read or assigned) take the lock each
+    time; ``list(arr)`` and ``arr[:]`` read a consistent snapshot under one
+    lock; :meth:`locked` groups several steps; :meth:`copy_from`,
     :meth:`copy_into` and :meth:`numpy` move data without a Python loop.
-    Structure elements read outside :meth:`locked` are read-only copies.
+    ``arr[i] += 1`` is a read and then a write, not atomic (as there).
+
+    A Structure element (``arr[i]``, or one met while iterating) is a live
+    ctypes object over the shared memory, as in ``multiprocessing``:
+    ``arr[0].x = 1`` and ``for a in arr: a.x **= 2`` write through, without
+    the lock (hold it with :meth:`locked` to make such steps atomic). An
+    element keeps the shared memory mapped for as long as it exists, like a
+    :meth:`numpy` view, so it never touches freed memory, even after
+    :meth:`close`.
 
     Args:
         typecode_or_type: The element type.
@@ -756,6 +844,7 @@ class Array(_SharedBase, Generic[T]):
     Raises:
         TypeError: An unknown type, a pointer type, an element of the wrong
             type, or a lock of another backend.
+        NotALockError: ``lock`` is not a lock (see :class:`Value`).
         ValueError: A negative size.
 
     Example:
@@ -765,8 +854,9 @@ class Array(_SharedBase, Generic[T]):
         >>> arr[:]
         [10, 1, 2, 3, 4]
         >>> name = parallelkit.Array("c", b"hello", backend="thread")
+        >>> name.value = name.value.upper()
         >>> name.value
-        b'hello'
+        b'HELLO'
     """
 
     __slots__ = ()
@@ -779,7 +869,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: int | Iterable[bool],
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -789,7 +879,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: int | Iterable[int],
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -799,7 +889,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: int | Iterable[float],
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -809,7 +899,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: int | bytes,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -819,7 +909,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: int | str,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -829,7 +919,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: int | Iterable[_V],
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     @overload
@@ -839,7 +929,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: int | Iterable[_S | tuple[Any, ...]],
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None: ...
     def __init__(
@@ -848,7 +938,7 @@ class Array(_SharedBase, Generic[T]):
         size_or_initializer: object,
         /,
         *,
-        lock: bool | Lock | RLock = True,
+        lock: bool | Lock | RLock | None = True,
         backend: str | None = None,
     ) -> None:
         ctype = element_type(typecode_or_type, "Array")
@@ -888,9 +978,9 @@ class Array(_SharedBase, Generic[T]):
         obj = self._live()
         raw = self._raw
         if raw is None:
-            return _freeze(obj[index]) if self._struct else obj[index]
+            return obj[index]
         with raw:
-            return _freeze(obj[index]) if self._struct else obj[index]
+            return obj[index]
 
     @overload
     def __setitem__(self, index: SupportsIndex, value: T) -> None: ...
@@ -912,49 +1002,44 @@ class Array(_SharedBase, Generic[T]):
             obj[index] = value
 
     def __iter__(self) -> Iterator[T]:
-        """Iterate over a snapshot taken under one acquisition of the lock."""
+        """Iterate over the elements listed under one acquisition of the lock.
+
+        Numbers, bytes and str are a snapshot; Structure elements are the
+        live elements themselves (``for a in arr: a.x = 1`` writes through).
+        """
         obj = self._live()
         raw = self._raw
         if raw is None:
-            return iter(self._snapshot(obj))
+            return iter(list(obj))
         with raw:
-            return iter(self._snapshot(obj))
+            return iter(list(obj))
 
-    def _snapshot(self, obj: Any) -> list[Any]:
-        return [frozen_copy(x) for x in obj] if self._struct else list(obj)
+    @property
+    def value(self: Array[bytes]) -> bytes:
+        """A char array's contents up to the first NUL byte, read and written under the lock.
 
-    if TYPE_CHECKING:
+        Assigning writes the bytes and a NUL after them if they are shorter
+        than the array, as ``multiprocessing``'s ``Array("c", ...).value``.
+        """
+        result: bytes = self._char_attr("value")
+        return result
 
-        @property
-        def value(self: Array[bytes]) -> bytes:
-            """A char array's contents up to the first NUL byte, read under the lock."""
-            ...
+    @value.setter
+    def value(self: Array[bytes], new: bytes) -> None:
+        self._set_char_attr("value", new)
 
-        @property
-        def raw(self: Array[bytes]) -> bytes:
-            """A char array's whole contents, read under the lock."""
-            ...
+    @property
+    def raw(self: Array[bytes]) -> bytes:
+        """A char array's whole contents, read and written under the lock."""
+        result: bytes = self._char_attr("raw")
+        return result
 
-    else:
+    @raw.setter
+    def raw(self: Array[bytes], new: bytes) -> None:
+        self._set_char_attr("raw", new)
 
-        def _refuse_chars(self, new: object) -> None:
-            raise AttributeError(
-                "cannot assign to Array.value or .raw outside the lock; use "
-                "'with arr.locked() as chars: chars.value = ...' (or slice assignment)"
-            )
-
-        value = property(
-            lambda self: self._char_attr("value"),
-            _refuse_chars,
-            doc="A char array's contents up to the first NUL byte, read under the lock.",
-        )
-        raw = property(
-            lambda self: self._char_attr("raw"),
-            _refuse_chars,
-            doc="A char array's whole contents, read under the lock.",
-        )
-
-    def _char_attr(self, name: str) -> Any:
+    def _chars(self, name: str) -> Any:
+        """The ctypes array, after checking that it is one of chars."""
         obj = self._live()
         if self._ctype not in (ctypes.c_char, ctypes.c_wchar) or (
             name == "raw" and self._ctype is not ctypes.c_char
@@ -962,11 +1047,24 @@ class Array(_SharedBase, Generic[T]):
             raise TypeError(
                 f"only a char array ('c') has .{name}; this one holds {typecode_of(self._ctype)!r}"
             )
+        return obj
+
+    def _char_attr(self, name: str) -> Any:
+        obj = self._chars(name)
         raw = self._raw
         if raw is None:
             return getattr(obj, name)
         with raw:
             return getattr(obj, name)
+
+    def _set_char_attr(self, name: str, new: object) -> None:
+        obj = self._chars(name)
+        raw = self._raw
+        if raw is None:
+            setattr(obj, name, new)
+            return
+        with raw:
+            setattr(obj, name, new)
 
     def locked(self) -> _Holding[LockedArray[T]]:
         """Hold the lock and get the live elements: ``with arr.locked() as items: ...``.
@@ -1153,9 +1251,3 @@ def _numpy_dtype(ctype: Any) -> Any:
             ) from None
     dtype = _dtypes[ctype] = _np.dtype(ctype)
     return dtype
-
-
-def _freeze(item: Any) -> Any:
-    if isinstance(item, list):
-        return [frozen_copy(x) for x in item]  # pyright: ignore[reportUnknownVariableType]
-    return frozen_copy(item)
