@@ -11,17 +11,37 @@ An exception is shipped as an :data:`ErrorEnvelope`: its pickled form when it
 survives a round trip (checked in the worker, where a failure can still be
 reported), plus its type name, message and formatted traceback, so that an
 exception that cannot cross still arrives as a :class:`~parallelkit.RemoteError`.
+
+What crosses to a process started for it (the target and arguments of
+``spawn()`` and ``Process``, a Barrier's action) goes in a
+:class:`ChildParcel`, pickled by :func:`dumps_for_child` *while*
+``multiprocessing`` starts the child, so that the objects its own pickler
+can send (its locks, ``Connection``s, heap buffers, sockets, ``DupFd``)
+cross too::
+
+    Process.start() ── multiprocessing's Popen ── ForkingPickler.dump(process)
+                                                      └─ ChildParcel.__reduce__
+                                                          └─ dumps_for_child(obj): cloudpickle
+                                                             + multiprocessing's reducers,
+                                                             inside the spawning window
+    (under fork nothing is pickled: the child inherits the parcel as it is)
 """
 
+import functools
+import io
 import pickle
 import sys
 import traceback
+import types
+from collections import ChainMap
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Any, Final, Generic, TypeVar, cast, final
 
 __all__ = (
+    "ChildParcel",
     "ErrorEnvelope",
     "dumps",
+    "dumps_for_child",
     "dumps_function",
     "envelope_from_exception",
     "exception_from_envelope",
@@ -33,6 +53,8 @@ PROTOCOL: Final = pickle.HIGHEST_PROTOCOL
 
 #: (pickled exception or None, "module.Type", str(exc), formatted traceback)
 ErrorEnvelope = tuple[bytes | None, str, str, str]
+
+T = TypeVar("T")
 
 loads = pickle.loads
 
@@ -84,6 +106,117 @@ def dumps_function(fn: object) -> bytes:
         except Exception:  # lambdas, closures: by value below
             pass
     return _cloudpickle_dumps(fn, PROTOCOL)
+
+
+def dumps_for_child(obj: object) -> bytes:
+    """Pickle ``obj`` for a process being started for it, as ``multiprocessing`` would.
+
+    cloudpickle (lambdas and closures by value, a main script's top-level
+    functions and classes by reference, as :func:`dumps_function` does),
+    whose dispatch table also holds ``multiprocessing``'s own reducers: its
+    ``Connection``s, sockets, heap arenas (``RawArray``, ``Value``) and
+    ``DupFd``. Called while ``multiprocessing`` starts the child (from
+    :meth:`ChildParcel.__reduce__`), its locks and descriptors see the
+    spawning process, as they do when ``multiprocessing`` pickles a
+    ``Process``'s arguments itself. Outside that window they refuse, as in
+    ``multiprocessing``.
+
+    Args:
+        obj: Any object.
+
+    Returns:
+        Bytes that :func:`loads` reads back.
+
+    Raises:
+        pickle.PicklingError: Something in ``obj`` cannot be pickled.
+        TypeError: An object refuses pickling outright.
+        RuntimeError: A ``multiprocessing`` lock pickled outside a process start.
+    """
+    buffer = io.BytesIO()
+    _child_pickler()(buffer, PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _child_pickler() -> Callable[[io.BytesIO, int], Any]:
+    """The pickler class of :func:`dumps_for_child` (made once cloudpickle is imported)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import cloudpickle
+
+    base: Any = cloudpickle.Pickler
+
+    def __init__(self: Any, file: io.BytesIO, protocol: int) -> None:
+        # Read now: multiprocessing registers reducers as it goes (a RawArray's
+        # ctypes type when the array is made). Set before the base __init__,
+        # which is where the C pickler looks the table up.
+        self.dispatch_table = ChainMap(
+            base.dispatch_table, ForkingPickler(io.BytesIO()).dispatch_table
+        )
+        base.__init__(self, file, protocol)
+
+    def reducer_override(self: Any, obj: object) -> object:
+        if isinstance(obj, (types.FunctionType, type)) and _main_can_import(obj):
+            return NotImplemented  # by reference, as dumps_function does
+        return base.reducer_override(self, obj)
+
+    made: Any = type(
+        "ChildPickler",
+        (base,),
+        {"__init__": __init__, "reducer_override": reducer_override, "__module__": __name__},
+    )
+    pickler: Callable[[io.BytesIO, int], Any] = made
+    return pickler
+
+
+class _ParcelError(pickle.PicklingError):
+    """A parcel could not be pickled (raised once, not wrapped again by an outer parcel)."""
+
+
+@final
+class ChildParcel(Generic[T]):
+    """An object on its way to a process started for it.
+
+    Pickling it runs :func:`dumps_for_child` (so do it while the child
+    starts); it unpickles to a parcel that loads the object on first use of
+    :attr:`value`. A parcel that is never pickled (the child is forked)
+    simply hands over the object it holds.
+
+    Args:
+        value: The object.
+        what: What it is, for error messages (``"the action of a Barrier"``).
+    """
+
+    __slots__ = ("_blob", "_value", "what")
+
+    def __init__(self, value: T, what: str) -> None:
+        self._value = value
+        self._blob: bytes | None = None
+        self.what = what
+
+    @property
+    def value(self) -> T:
+        """The object (loaded here on first use when the parcel came pickled)."""
+        blob = self._blob
+        if blob is not None:
+            self._value = loads(blob)
+            self._blob = None
+        return self._value
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        try:
+            blob = dumps_for_child(self.value)
+        except _ParcelError:
+            raise
+        except Exception as exc:
+            raise _ParcelError(f"cannot send {self.what} to another process: {exc}") from exc
+        return (_open_parcel, (blob, self.what))
+
+
+def _open_parcel(blob: bytes, what: str) -> ChildParcel[Any]:
+    parcel: ChildParcel[Any] = ChildParcel(None, what)
+    parcel._blob = blob  # pyright: ignore[reportPrivateUsage]
+    return parcel
 
 
 def _main_can_import(fn: object) -> bool:

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Final, Protocol, TypeVar, cast, final
 
 from .._config import Settings
-from .._serialize import dumps_function, loads
+from .._serialize import ChildParcel
 from ._memory import Segment, allocate, attach
 from ._select import is_process, resolve
 from ._sharing import (
@@ -819,8 +819,11 @@ class Barrier:
 
     Same contract as ``threading.Barrier``: :meth:`wait` blocks until
     ``parties`` callers wait, then releases them all; ``action`` runs in one
-    of them first. On the process backend ``action`` travels like a task
-    (lambdas work).
+    of them first. On the process backend ``action`` travels with the
+    barrier, pickled when the barrier is: lambdas work, and when the barrier
+    goes to a process started for it (``spawn``, ``Process``) the action may
+    hold what ``multiprocessing`` sends to a child (its locks,
+    ``Connection``s, ``RawArray``/``Value``...).
 
     Args:
         parties: How many callers must wait.
@@ -841,6 +844,7 @@ class Barrier:
     __slots__ = ("__weakref__", "_action", "_backend", "_impl", "_offset", "_token")
 
     _impl: _ProcessBarrier | threading.Barrier
+    _action: ChildParcel[Callable[[], object]] | None
 
     def __init__(
         self,
@@ -855,7 +859,9 @@ class Barrier:
         settings = resolve(backend)
         self._backend = settings.backend
         if is_process(settings):
-            self._action = dumps_function(action) if action is not None else None
+            self._action = (
+                ChildParcel(action, "the action of a Barrier") if action is not None else None
+            )
             segment, self._offset = allocate(ctypes.sizeof(ctypes.c_int) * 2)
             cond = condition_for(lock_for(settings))
             self._impl = _ProcessBarrier(parties, action, timeout, cond, segment, self._offset)
@@ -946,7 +952,7 @@ class Barrier:
 def _open_barrier(
     backend: str,
     parties: int,
-    action_blob: bytes | None,
+    action_parcel: ChildParcel[Callable[[], object]] | None,
     timeout: float | None,
     cond: Condition,
     segment_name: str,
@@ -959,10 +965,10 @@ def _open_barrier(
         return found
     barrier = Barrier.__new__(Barrier)
     barrier._backend = backend
-    barrier._action = action_blob
+    barrier._action = action_parcel
     barrier._offset = offset
     barrier._token = token
-    action: Callable[[], object] | None = loads(action_blob) if action_blob is not None else None
+    action = action_parcel.value if action_parcel is not None else None
     segment = attach(segment_name, "Barrier")
     barrier._impl = _ProcessBarrier(parties, action, timeout, cond, segment, offset)
     remember(token, barrier)
