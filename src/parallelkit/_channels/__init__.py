@@ -13,11 +13,14 @@
         │               argument of a running pool under fork, spawn and forkserver
         └─ otherwise ──▶ threading objects in this process, same methods, same errors
 
-    ._queue   Queue            ._pipe    Pipe, Connection, Sender, Receiver
-    ._shared  Value, Array     ._sync    Lock, RLock, Semaphore, BoundedSemaphore,
-    ._layout  the C types                Condition, Event, Barrier
+    ._queue     Queue            ._pipe    Pipe, Connection, Sender, Receiver
+    ._joinable  JoinableQueue    ._sync    Lock, RLock, Semaphore, BoundedSemaphore,
+    ._shared    Value, Array               Condition, Event, Barrier
+    ._layout    the C types
 """
 
+from ._joinable import JoinableQueue as JoinableQueue
+from ._joinable import make_joinable_queue as make_joinable_queue
 from ._pipe import Connection as Connection
 from ._pipe import Pipe as Pipe
 from ._pipe import Receiver as Receiver
@@ -48,6 +51,7 @@ __all__ = (
     "Event",
     "FloatCode",
     "IntCode",
+    "JoinableQueue",
     "Lock",
     "LockedArray",
     "LockedValue",
@@ -58,6 +62,7 @@ __all__ = (
     "Semaphore",
     "Sender",
     "Value",
+    "make_joinable_queue",
     "make_pipe",
     "make_queue",
 )

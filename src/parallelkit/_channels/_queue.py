@@ -24,6 +24,9 @@ end-of-stream exact: a consumer stops when the queue is closed *and* nothing
 accepted is left, even if some of it is still in another process's feeder.
 
 Thread (and serial) backend: a deque and two conditions, same contract.
+
+JoinableQueue (:mod:`._joinable`) extends both implementations: each counts
+what it accepts through ``_accept``, at the moment the items become takeable.
 """
 
 # The channel classes build and rebuild one another's objects (unpickling, locks shared
@@ -40,7 +43,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Final, Generic, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic
 
 from .._config import Settings
 from .._errors import ClosedChannelError
@@ -73,6 +76,9 @@ from ._stream import (
     split_header,
 )
 from ._types import T
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ("Queue", "make_queue")
 
@@ -133,6 +139,9 @@ class _ThreadQueue:
     def put(self, obj: Any, block: bool, timeout: float | None) -> None:
         self.put_many([obj], block, timeout)
 
+    def _accept(self, count: int) -> None:
+        """``count`` items are about to become takeable (the mutex is held)."""
+
     def put_many(self, objs: list[Any], block: bool, timeout: float | None) -> None:
         if self._check:
             objs = [roundtrip(o) for o in objs]
@@ -150,6 +159,7 @@ class _ThreadQueue:
                         raise _full(done, count)
                     continue
                 take = min(room, count - done)
+                self._accept(take)
                 self._items.extend(objs[done : done + take])
                 done += take
                 self._not_empty.notify(take)
@@ -329,7 +339,7 @@ class _ProcessQueue:
     _state: tuple[Any, ...]
 
     @classmethod
-    def create(cls, maxsize: int) -> _ProcessQueue:
+    def create(cls, maxsize: int) -> Self:
         self = cls.__new__(cls)
         self.token = new_token()
         self._maxsize = maxsize if maxsize > 0 else 0
@@ -355,7 +365,7 @@ class _ProcessQueue:
         return self
 
     @classmethod
-    def open(cls, state: tuple[Any, ...]) -> _ProcessQueue:
+    def open(cls, state: tuple[Any, ...]) -> Self:
         token, maxsize, path, rlock, wlock, items, closed, slots = state
         self = cls.__new__(cls)
         self.token = token
@@ -606,7 +616,6 @@ def _join(frames: list[list[bytes | memoryview]]) -> list[bytes | memoryview]:
 # -- the public face -----------------------------------------------------------------------
 
 
-@final
 class Queue(Generic[T]):
     """A typed FIFO queue between threads or processes, following the backend flag.
 
@@ -624,6 +633,9 @@ class Queue(Generic[T]):
       system call.
     - It can be passed to workers as an ordinary task argument on every
       backend and start method (see the channels guide for the mechanism).
+
+    :class:`JoinableQueue` extends it with ``task_done()`` and ``join()``;
+    it is not meant to be subclassed otherwise.
 
     Items are pickled on the process backend (and, with ``check_pickle``, on
     the others); on the thread and serial backends the objects themselves
@@ -649,6 +661,9 @@ class Queue(Generic[T]):
     __slots__ = ("__weakref__", "_backend", "_impl")
 
     _impl: _ProcessQueue | _ThreadQueue
+    #: The implementations this class builds (JoinableQueue extends both).
+    _process_impl: ClassVar[type[_ProcessQueue]] = _ProcessQueue
+    _thread_impl: ClassVar[type[_ThreadQueue]] = _ThreadQueue
 
     def __init__(self, maxsize: int = 0, *, backend: str | None = None) -> None:
         self._start(maxsize, resolve(backend))
@@ -658,9 +673,9 @@ class Queue(Generic[T]):
             raise TypeError(f"maxsize must be an int, got {maxsize!r}")
         self._backend = settings.backend
         if is_process(settings):
-            self._impl = _ProcessQueue.create(maxsize)
+            self._impl = self._process_impl.create(maxsize)
         else:
-            self._impl = _ThreadQueue(maxsize, settings.check_pickle)
+            self._impl = self._thread_impl(maxsize, settings.check_pickle)
         remember(self._impl.token, self)
 
     @property
@@ -818,7 +833,7 @@ class Queue(Generic[T]):
         except ClosedChannelError:
             return
 
-    def __enter__(self) -> Queue[T]:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -831,14 +846,17 @@ class Queue(Generic[T]):
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
         impl = self._impl
+        cls = type(self)
         if isinstance(impl, _ThreadQueue):
-            return local_reduce(self, impl.token, "Queue")
-        return (_open_queue, (self._backend, impl.state()))
+            return local_reduce(self, impl.token, cls.__name__)
+        if cls is Queue:  # the common case pickles no class reference
+            return (_open_queue, (self._backend, impl.state()))
+        return (_open_queue, (self._backend, impl.state(), cls))
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         bound = f" maxsize={self.maxsize}" if self.maxsize else ""
-        return f"<parallelkit.Queue backend={self._backend!r}{bound} {state}>"
+        return f"<parallelkit.{type(self).__name__} backend={self._backend!r}{bound} {state}>"
 
 
 def make_queue(settings: Settings, maxsize: int) -> Queue[Any]:
@@ -848,13 +866,13 @@ def make_queue(settings: Settings, maxsize: int) -> Queue[Any]:
     return q
 
 
-def _open_queue(backend: str, state: tuple[Any, ...]) -> Queue[Any]:
+def _open_queue(backend: str, state: tuple[Any, ...], cls: type[Queue[Any]] = Queue) -> Queue[Any]:
     known = recall(state[0])
     if known is not None:
         found: Queue[Any] = known
         return found
-    q: Queue[Any] = Queue.__new__(Queue)
+    q: Queue[Any] = cls.__new__(cls)
     q._backend = backend
-    q._impl = _ProcessQueue.open(state)
+    q._impl = cls._process_impl.open(state)
     remember(state[0], q)
     return q
