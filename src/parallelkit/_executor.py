@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, final
+from typing import Any, ParamSpec, TypeVar, cast, final
 
 from ._owner import EngineOwner
-from ._results import ResultIterator
+from ._results import MapIterator, ResultIterator
 from ._timed import unwrap
 from ._worker import MAP, STAR
 
@@ -28,9 +27,13 @@ class Executor(EngineOwner, concurrent.futures.Executor):
     Args:
         backend: ``"process"``, ``"thread"`` or ``"serial"``; None reads the
             configuration (argument > :func:`config` > ``PARALLELKIT_BACKEND``
-            > config file > ``"process"``).
+            > config file > ``"process"``). A number here is taken as
+            ``max_workers``, as ``ProcessPoolExecutor(4)`` has it, and the
+            backend then comes from the configuration.
         workers: Number of workers; None reads the configuration, then the
             number of CPUs this process may use.
+        max_workers: The same as ``workers``, under the name
+            ``concurrent.futures`` gives it; pass one or the other.
         start_method: ``"fork"``, ``"spawn"`` or ``"forkserver"`` for the
             process backend; None reads the configuration, then
             ``"forkserver"`` on every Python version.
@@ -44,7 +47,10 @@ class Executor(EngineOwner, concurrent.futures.Executor):
 
     Raises:
         ConfigError: A setting from any source is invalid.
-        ValueError: ``workers`` or ``max_tasks_per_worker`` is not a whole number >= 1.
+        TypeError: A number of workers was given twice (``workers`` and
+            ``max_workers``, or a number as the first argument and ``max_workers``).
+        ValueError: ``workers``, ``max_workers`` or ``max_tasks_per_worker``
+            is not a whole number >= 1.
 
     Example:
         >>> import parallelkit
@@ -55,9 +61,10 @@ class Executor(EngineOwner, concurrent.futures.Executor):
 
     def __init__(
         self,
-        backend: str | None = None,
+        backend: str | int | None = None,
         workers: int | None = None,
         *,
+        max_workers: int | None = None,
         start_method: str | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
@@ -65,8 +72,32 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         task_timeout: float | None = None,
         check_pickle: bool | None = None,
     ) -> None:
+        name: object = backend
+        if isinstance(name, int) and not isinstance(name, bool):
+            # ProcessPoolExecutor(4) / ThreadPoolExecutor(4), ported as they stand: the
+            # first argument of concurrent.futures' executors is max_workers.
+            if max_workers is not None:
+                raise TypeError(
+                    f"Executor() got a number of workers twice, {name!r} as its first "
+                    f"argument and max_workers={max_workers!r}: pass only one"
+                )
+            name, max_workers = None, name
+        if max_workers is not None:
+            if workers is not None:
+                raise TypeError(
+                    f"Executor() got both workers={workers!r} and max_workers={max_workers!r}, "
+                    "two names for one setting: pass only one"
+                )
+            given = max_workers
+            if isinstance(given, bool) or not isinstance(given, int):
+                raise ValueError(
+                    f"max_workers must be a whole number greater than 0 or None, got {given!r}"
+                )
+            if given <= 0:  # concurrent.futures' own message, which ported code may match
+                raise ValueError("max_workers must be greater than 0")
+            workers = given
         self._start_engine(
-            backend,
+            cast("str | None", name),  # anything but a name is refused there, by value
             workers,
             start_method,
             initializer,
@@ -113,12 +144,14 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int | None = None,
         task_timeout: float | None = None,
-    ) -> Iterator[T]:
+    ) -> MapIterator[T]:
         """Like ``map(fn, *iterables)``, in parallel, lazily.
 
         The input is read as workers need it, with a bounded number of chunks
         in flight; results come in input order. A task's exception is raised
-        when its result is reached, after which the iterator ends.
+        when its result is reached, after which the iterator ends. As with
+        ``concurrent.futures``, ``close()`` on the iterator (or dropping it)
+        cancels the work not yet started, and a result handed out is not kept.
 
         Args:
             fn: The function.
@@ -129,7 +162,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             task_timeout: Time limit for each call; :class:`TaskTimeoutError`.
 
         Returns:
-            An iterator over the results.
+            A :class:`MapIterator` over the results.
 
         Example:
             >>> import parallelkit
@@ -158,7 +191,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             kind="map",
             timeout_error=concurrent.futures.TimeoutError,
         )
-        return itertools.chain.from_iterable(results.runs(end))
+        return MapIterator(results, end)
 
     def imap(
         self,

@@ -10,7 +10,8 @@
     _wait() ◀── _done queue ◀── _on_done(chunk, outcome) ◀── Engine._finish
        │
        └─▶ results handed out in input order (or as they finish),
-           a chunk without errors as one run at C speed
+           a chunk without errors as one run at C speed, each result
+           let go of as it goes out (see _hand_out)
 
     Engine.join(), from any thread ─▶ finish_input(): read the rest of an input
                                       of known length now, or cut one of unknown
@@ -18,7 +19,8 @@
 
 The input is read only in the caller's thread while the engine runs, and by
 :meth:`ResultIterator.finish_input` when the engine is joined; a lock keeps
-the two apart.
+the two apart. :class:`MapIterator`, what ``Executor.map`` returns, is an
+``itertools.chain`` over :meth:`ResultIterator.runs`, with ``close()``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Generic, TypeVar, cast, final
 
 from ._backends._base import Chunk, OnDone
 from ._chunking import ChunkSizer
@@ -40,12 +42,33 @@ from ._engine import Engine, describe
 from ._errors import BrokenExecutorError, ClosedError
 from ._signals import SigtermInterrupts
 
-__all__ = ("ResultIterator",)
+__all__ = ("MapIterator", "ResultIterator")
 
 T = TypeVar("T")
 
 
 _Outcome = tuple[list[Any] | None, dict[int, BaseException], BaseException | None]
+
+
+def _hand_out(values: list[Any]) -> tuple[Iterator[Any], list[tuple[()]]]:
+    """Hand ``values`` out in order at C speed, letting go of each one as it goes out.
+
+    A list iterator would keep the whole list, and with it every result
+    already handed out, until the last one is taken: a caller that drops each
+    result as it goes would still hold a chunk's worth (CPython's bpo-14406,
+    fixed in ``concurrent.futures.Executor.map`` the same way). Here the list
+    is reversed and ``itertools.starmap`` calls its ``pop()`` once per item.
+
+    Args:
+        values: The results, in order; emptied as they are handed out.
+
+    Returns:
+        The iterator, and the list of its calls: clearing that list (before
+        ``values``) ends the iterator at once.
+    """
+    values.reverse()
+    calls: list[tuple[()]] = [()] * len(values)
+    return itertools.starmap(values.pop, calls), calls
 
 
 @final
@@ -99,12 +122,19 @@ class ResultIterator(Generic[T]):
         self._mode = mode
         self._ordered = ordered
         self._timeout = timeout
-        self._done: queue.SimpleQueue[tuple[Chunk, _Outcome]] = queue.SimpleQueue()
+        #: Outcomes of chunks, as they end; None once closed (it wakes a waiting consumer).
+        self._done: queue.SimpleQueue[tuple[Chunk, _Outcome] | None] = queue.SimpleQueue()
         self._outstanding: dict[int, Chunk] = {}
         self._arrived: dict[int, _Outcome] = {}
         self._buffer: deque[tuple[bool, Any]] = deque()
-        #: What is left of a chunk that ran without errors, handed out as it is.
+        #: What is left of a chunk that ran without errors, handed out as it is
+        #: (see _hand_out), with the two lists close() clears to end it.
         self._fast: Iterator[Any] = iter(())
+        self._fast_values: list[Any] = []
+        self._fast_calls: list[tuple[()]] = []
+        #: Set while a caller that keeps every result (list(), tuple()...) reads:
+        #: the chunks then go out as they are (see __length_hint__).
+        self._keeps_all = False
         self._position = 0
         self._exhausted = False
         self._input_error: BaseException | None = None
@@ -128,12 +158,27 @@ class ResultIterator(Generic[T]):
         ``next(it)`` and ``it.next(timeout)`` keep working between loops, and a
         loop may be started again after it raised a task's exception.
         """
+        self._keeps_all = False  # a loop; list() and the like say otherwise next
         return itertools.chain.from_iterable(self._runs(None))
 
+    def __length_hint__(self) -> int:
+        """No estimate; being asked tells that the caller keeps every result.
+
+        ``list()``, ``tuple()``, ``sorted()`` and ``str.join`` ask what they
+        read for its length (PEP 424), a ``for`` loop and ``next()`` never do.
+        Such a caller keeps every result anyway: from then on a chunk goes out
+        as it is, through a list's own iterator, not one ``pop()`` per result
+        (see _hand_out), which would slow ``list(ex.map(...))`` of tiny tasks
+        by a fifth. ``__iter__`` and ``next()`` go back to letting go of each.
+        """
+        self._keeps_all = True
+        return NotImplemented  # type: ignore[no-any-return]  # "no estimate" (PEP 424)
+
     def __next__(self) -> T:
+        self._keeps_all = False
         for value in self._fast:  # the common case: no further Python call
             return value  # type: ignore[no-any-return]
-        return self.next()
+        return self._next(None)
 
     def next(self, timeout: float | None = None) -> T:
         """Return the next result, waiting at most ``timeout`` seconds.
@@ -150,6 +195,7 @@ class ResultIterator(Generic[T]):
             StopIteration: No results are left.
             Exception: The task's own exception, when its result is reached.
         """
+        self._keeps_all = False
         deadline = None if timeout is None else time.monotonic() + timeout
         return self._next(deadline)
 
@@ -219,12 +265,12 @@ class ResultIterator(Generic[T]):
     def _runs(self, deadline: float | None) -> Iterator[Iterable[T]]:
         while True:
             yield self._fast
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                value = self.next(remaining)
+                last = [self._next(deadline)]
             except StopIteration:
                 return
-            yield (value,)
+            # Not a tuple: the chain would keep it, and the result, until the next one.
+            yield _hand_out(last)[0]
 
     def _expand(self, chunk: Chunk, outcome: _Outcome) -> None:
         values, errors, failure = outcome
@@ -232,18 +278,25 @@ class ResultIterator(Generic[T]):
             self._buffer.extend((False, failure) for _ in range(chunk.count))
         elif not errors:
             assert values is not None
-            self._fast = iter(values)
+            if self._keeps_all:
+                self._fast, self._fast_calls = iter(values), []
+            else:
+                self._fast, self._fast_calls = _hand_out(values)
+            self._fast_values = values
         else:
             assert values is not None
             self._buffer.extend(
                 (False, errors[i]) if i in errors else (True, v) for i, v in enumerate(values)
             )
+            # On threads and inline, a task's exception keeps the frame that ran
+            # the chunk, and that frame this list: it must not keep the results.
+            values.clear()
 
     def _wait(self, deadline: float | None) -> None:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             with SigtermInterrupts():
-                chunk, outcome = self._done.get(timeout=remaining)
+                arrived = self._done.get(timeout=remaining)
         except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) while waiting: stop this map
             self._engine.stop(list(self._outstanding.values()), "interrupted")
             self.close()
@@ -251,13 +304,13 @@ class ResultIterator(Generic[T]):
         except queue.Empty:
             raise self._timeout_error("the next result did not arrive in time") from None
         with self._lock:
-            self._arrive(chunk, outcome)
-            while True:
+            while arrived is not None:  # None: closed from another thread
+                self._arrive(*arrived)
                 try:
-                    chunk, outcome = self._done.get_nowait()
+                    arrived = self._done.get_nowait()
                 except queue.Empty:
                     break
-                self._arrive(chunk, outcome)
+            del arrived
             self._refill()
 
     def _arrive(self, chunk: Chunk, outcome: _Outcome) -> None:
@@ -278,12 +331,13 @@ class ResultIterator(Generic[T]):
             self._drain()
 
     def _drain(self) -> None:
-        """Drop the outcomes that arrived and were not taken."""
+        """Drop the outcomes that arrived and were not taken; wake a waiting consumer."""
         while True:
             try:
                 self._done.get_nowait()
             except queue.Empty:
-                return
+                break
+        self._done.put(None)
 
     def _refill(self, limit: float | None = None) -> None:
         """Queue chunks while fewer than ``limit`` (the window) are in flight (under the lock)."""
@@ -351,7 +405,21 @@ class ResultIterator(Generic[T]):
         self._engine.map_ended(self)  # whatever happened, it queues nothing more
 
     def close(self) -> None:
-        """Stop: drop the chunks that have not started; ignore the rest."""
+        """Stop: the input is no longer read, chunks not started are cancelled.
+
+        Chunks already handed to the workers run to their end and their
+        results are dropped; results not yet taken are dropped too, and the
+        iterator ends. Closing again does nothing; dropping the iterator closes it.
+
+        Example:
+            >>> import itertools, parallelkit
+            >>> with parallelkit.Executor("thread", 2) as ex:
+            ...     results = ex.imap(abs, itertools.count())
+            ...     first = next(results)
+            ...     results.close()
+            ...     print(first, list(results))
+            0 []
+        """
         self._close()
         self._engine.map_ended(self)
 
@@ -360,6 +428,8 @@ class ResultIterator(Generic[T]):
             if self._closed:
                 return
             self._closed = True
+            self._fast_calls.clear()  # ends the chain's hand-out too, if it is under way
+            self._fast_values.clear()
             self._fast = iter(())
             self._buffer.clear()
             for chunk in self._outstanding.values():
@@ -373,6 +443,53 @@ class ResultIterator(Generic[T]):
             # Not close(): the collector may run while this thread holds the
             # engine's lock; the engine's (weak) set of maps forgets it by itself.
             self._close()
+
+
+@final
+class MapIterator(itertools.chain[T]):
+    """What :meth:`Executor.map <parallelkit.Executor.map>` returns: its results, in input order.
+
+    An iterator, as the generator of ``concurrent.futures.Executor.map`` is,
+    with the same :meth:`close`: closing it (or leaving a
+    ``with contextlib.closing(ex.map(...))`` block, or dropping it) cancels the
+    work not yet started, so ``shutdown()`` does not wait for it. A task's
+    exception is raised when its result is reached, and then the iterator
+    ends; so does a ``timeout`` of the map. A result once handed out is not
+    kept here. It is an ``itertools.chain`` underneath, so ``list()`` and
+    ``for`` loops take whole chunks of results at C speed.
+
+    Example:
+        >>> import contextlib, parallelkit
+        >>> with parallelkit.Executor("thread", 2) as ex:
+        ...     with contextlib.closing(ex.map(abs, range(-1000, 0))) as results:
+        ...         print(next(results), next(results))
+        1000 999
+    """
+
+    __slots__ = ("__weakref__", "_results")
+
+    _results: ResultIterator[T]
+
+    def __new__(cls, results: ResultIterator[T], deadline: float | None) -> MapIterator[T]:
+        """Chain the runs of ``results``, which must all be there by ``deadline``."""
+        self = cast("MapIterator[T]", cls.from_iterable(results.runs(deadline)))
+        self._results = results
+        return self
+
+    def __length_hint__(self) -> int:
+        """No estimate; see :meth:`ResultIterator.__length_hint__`."""
+        return self._results.__length_hint__()
+
+    def close(self) -> None:
+        """Stop, as ``close()`` of the generator of ``concurrent.futures`` does.
+
+        Chunks not yet handed to the workers are cancelled and never run, and
+        the input is no longer read. Chunks the workers already hold (up to
+        4 x ``workers``; ``ProcessPoolExecutor`` likewise runs the calls it has
+        moved to its call queue) run to their end; their results are dropped.
+        After it, iterating ends at once. Closing again does nothing.
+        """
+        self._results.close()
 
 
 def _deliver_to(ref: weakref.ref[ResultIterator[Any]]) -> OnDone:
