@@ -196,7 +196,15 @@ def own(
 
 _keys = itertools.count()
 _pending: dict[int, tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
-_exit_hooks: dict[Callable[[], None], int] = {}
+#: Each exit hook: its priority, and the process in which it is registered.
+_exit_hooks: dict[Callable[[], None], tuple[int, int]] = {}
+
+
+class _HookHolder:
+    """What the after-fork callback hangs on (``register_after_fork`` keeps a weak reference)."""
+
+
+_HOOK_HOLDER: Final = _HookHolder()
 
 
 def at_exit(hook: Callable[[], None], priority: int) -> None:
@@ -204,10 +212,23 @@ def at_exit(hook: Callable[[], None], priority: int) -> None:
 
     ``multiprocessing`` runs these finalizers at the exit of the main process
     and of every process it started (whatever the start method); higher
-    priorities run first.
+    priorities run first. A process started by ``multiprocessing`` clears the
+    finalizers it holds just before it runs its target, after a spawn or
+    forkserver child has imported the main module: the hooks registered by
+    that import (a module-level ``Lock()`` or ``Queue()``) are registered again
+    then, so the names they release are not left to the resource tracker.
     """
-    if _exit_hooks.get(hook) != os.getpid():
-        _exit_hooks[hook] = os.getpid()
+    if not _exit_hooks:
+        util.register_after_fork(_HOOK_HOLDER, _register_again)
+    if _exit_hooks.get(hook, (0, 0))[1] != os.getpid():
+        _exit_hooks[hook] = (priority, os.getpid())
+        util.Finalize(None, hook, exitpriority=priority)
+
+
+def _register_again(_: object) -> None:
+    """In a process ``multiprocessing`` starts: register every known exit hook again."""
+    for hook, (priority, _pid) in list(_exit_hooks.items()):
+        _exit_hooks[hook] = (priority, os.getpid())
         util.Finalize(None, hook, exitpriority=priority)
 
 
