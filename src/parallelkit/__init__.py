@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._channels._joinable import JoinableQueue as JoinableQueue
     from ._channels._pipe import Connection as Connection
     from ._channels._pipe import Pipe as Pipe
     from ._channels._pipe import Receiver as Receiver
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
     from ._executor import Executor as Executor
     from ._pool import AsyncResult as AsyncResult
     from ._pool import Pool as Pool
+    from ._results import MapIterator as MapIterator
     from ._results import ResultIterator as ResultIterator
+    from ._spawn import Process as Process
     from ._spawn import Spawned as Spawned
     from ._spawn import spawn as spawn
     from ._timed import Timed as Timed
@@ -61,12 +64,15 @@ __all__ = (
     "Connection",
     "Event",
     "Executor",
+    "JoinableQueue",
     "Lock",
     "LockedArray",
     "LockedValue",
+    "MapIterator",
     "ParallelkitError",
     "Pipe",
     "Pool",
+    "Process",
     "Queue",
     "RLock",
     "Receiver",
@@ -95,6 +101,7 @@ _HOME: dict[str, str] = {
     "Receiver": "._channels._pipe",
     "Sender": "._channels._pipe",
     "Queue": "._channels._queue",
+    "JoinableQueue": "._channels._joinable",
     "Array": "._channels._shared",
     "LockedArray": "._channels._shared",
     "LockedValue": "._channels._shared",
@@ -110,6 +117,7 @@ _HOME: dict[str, str] = {
     "config": "._config",
     "current_settings": "._config",
     "default_workers": "._config",
+    "MapIterator": "._results",
     "ResultIterator": "._results",
     "BrokenExecutorError": "._errors",
     "ClosedChannelError": "._errors",
@@ -123,6 +131,7 @@ _HOME: dict[str, str] = {
     "Executor": "._executor",
     "AsyncResult": "._pool",
     "Pool": "._pool",
+    "Process": "._spawn",
     "Spawned": "._spawn",
     "spawn": "._spawn",
     "Timed": "._timed",

@@ -33,7 +33,7 @@ __all__ = ("EngineOwner",)
 _V = TypeVar("_V")
 _S = TypeVar("_S", bound="ctypes.Structure | ctypes.Union")
 #: What ``lock=`` of Value and Array accepts.
-_LockArg: TypeAlias = "bool | _channels.Lock | _channels.RLock"
+_LockArg: TypeAlias = "bool | _channels.Lock | _channels.RLock | None"
 
 
 class EngineOwner:
@@ -135,6 +135,17 @@ class EngineOwner:
         """
         return _channels.make_queue(self._engine.settings, maxsize)
 
+    def JoinableQueue(self, maxsize: int = 0) -> _channels.JoinableQueue[_ItemT]:
+        """Make a :class:`~parallelkit.JoinableQueue` of this owner's backend.
+
+        Args:
+            maxsize: Most items held at once; 0 means unbounded.
+
+        Returns:
+            The queue; pass it to tasks as an ordinary argument.
+        """
+        return _channels.make_joinable_queue(self._engine.settings, maxsize)
+
     @overload
     def Pipe(
         self, duplex: Literal[True] = True
@@ -211,7 +222,7 @@ class EngineOwner:
         Args:
             typecode_or_type: What it holds (as for :class:`~parallelkit.Value`).
             *args: The initial value.
-            lock: True, False, or a lock of this backend.
+            lock: True (or None), False, or a lock of this backend.
 
         Returns:
             The shared value.
@@ -291,7 +302,7 @@ class EngineOwner:
         Args:
             typecode_or_type: The element type (as for :class:`~parallelkit.Array`).
             size_or_initializer: The length, or the initial elements.
-            lock: True, False, or a lock of this backend.
+            lock: True (or None), False, or a lock of this backend.
 
         Returns:
             The shared array.

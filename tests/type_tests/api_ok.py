@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Iterator
 from concurrent.futures import Future
 from multiprocessing.context import BaseContext
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import parallelkit
 import parallelkit.testing
-from parallelkit import AsyncResult, Executor, Pool, ResultIterator, Settings, Timed
+from parallelkit import AsyncResult, Executor, MapIterator, Pool, ResultIterator, Settings, Timed
 
 if TYPE_CHECKING:
     from typing_extensions import assert_type
@@ -44,6 +45,9 @@ def scale(x: int, *, factor: float = 1.0) -> float:
 def check_executor_construction() -> None:
     assert_type(Executor(), Executor)
     assert_type(Executor("thread", 2), Executor)
+    assert_type(Executor(max_workers=4), Executor)
+    assert_type(Executor(4), Executor)
+    assert_type(Executor("process", max_workers=None), Executor)
     assert_type(
         Executor(
             backend="process",
@@ -71,9 +75,19 @@ def check_executor_submit(ex: Executor) -> None:
 
 
 def check_executor_maps(ex: Executor) -> None:
-    assert_type(ex.map(to_int, [1, 2]), Iterator[int])
-    assert_type(ex.map(to_str, range(3), timeout=1.0, chunksize=2, task_timeout=0.5), Iterator[str])
-    assert_type(ex.map(add, [1], [2]), Iterator[int])
+    assert_type(ex.map(to_int, [1, 2]), MapIterator[int])
+    assert_type(
+        ex.map(to_str, range(3), timeout=1.0, chunksize=2, task_timeout=0.5), MapIterator[str]
+    )
+    assert_type(ex.map(add, [1], [2]), MapIterator[int])
+    mapped = ex.map(to_str, [1, 2])
+    assert_type(next(mapped), str)
+    assert_type(iter(mapped), MapIterator[str])
+    assert_type(mapped.close(), None)
+    with contextlib.closing(ex.map(to_int, [1])) as closing:
+        assert_type(closing, MapIterator[int])
+    as_iterator: Iterator[int] = ex.map(to_int, [1])  # an Iterator, as concurrent.futures says
+    del as_iterator
     assert_type(ex.imap(to_int, [1, 2]), ResultIterator[int])
     assert_type(ex.imap(to_str, iter([1]), 4, task_timeout=1.0), ResultIterator[str])
     assert_type(ex.imap_unordered(to_float, [1]), ResultIterator[float])

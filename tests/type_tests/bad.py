@@ -51,7 +51,8 @@ ex.shutdown(cancel=True)
 
 # Executor's constructor.
 parallelkit.Executor(workers="2")
-parallelkit.Executor(backend=1)
+parallelkit.Executor(max_workers="4")
+parallelkit.Executor(max_workers=2.0)
 parallelkit.Executor("thread", 2, "fork")
 parallelkit.Executor(check_pickle="yes")
 parallelkit.Executor(max_tasks_per_worker=1.5)

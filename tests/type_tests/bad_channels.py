@@ -33,6 +33,7 @@ def wants_bool_receiver(end: parallelkit.Receiver[bool]) -> bool:  # ok
 
 ex = parallelkit.Executor("serial")  # ok
 q = parallelkit.Queue[int](backend="thread")  # ok
+jq = parallelkit.JoinableQueue[int](backend="thread")  # ok
 conn, other = parallelkit.Pipe[str](backend="thread")  # ok
 reader, writer = parallelkit.Pipe[int](duplex=False, backend="thread")  # ok
 bool_writer: parallelkit.Sender[bool] = parallelkit.Pipe[bool](False)[1]  # ok
@@ -55,6 +56,19 @@ print(q.get_many()[0].upper())
 parallelkit.Queue(maxsize="3")
 q.get(timeout="1")
 
+# A JoinableQueue[int] is a Queue[int] (invariant), plus task_done() and join().
+jq.put("x")
+jq.put_many([b"x"])
+print(jq.get().upper())
+jq.task_done(1)
+jq.join(timeout="1")
+jq.join(1, 2)
+float_queue: parallelkit.Queue[float] = jq
+str_joinable: parallelkit.JoinableQueue[str] = jq
+joinable_from_plain: parallelkit.JoinableQueue[int] = q
+q.task_done()
+q.join()
+
 # Pipe ends: typed messages; a receiver cannot send, a sender cannot receive.
 conn.send(1)
 print(conn.recv() + 1)
@@ -67,9 +81,11 @@ wants_bool_receiver(reader)
 conn.poll("1")
 conn.send_bytes("text")
 
-# Value: reading is .value; writing goes through set/add/update/locked.
-n.value += 1
-n.value = 2
+# Value: .value and set/add/update/locked take and give the item type.
+n.value = "x"
+n.value += "1"
+flag.value = 1
+letter.value = "a"
 n.set("x")
 n.add("1")
 flag.add(1)
@@ -84,11 +100,15 @@ parallelkit.Value("z")
 parallelkit.Value("d", b"x")
 parallelkit.Value(int, 1, lock="yes")
 ex.Value("d").add("1")
-point.value = Point(0.0, 0.0)
+point.value = 1.0
 
 # Array: element types, char-only attributes, no numpy view of chars.
 ints[0] = "x"
+ints[0] += 0.5
 ints[0:2] = ["x"]
+chars.value = "text"
+chars.raw = 1
+ints.value = b"x"
 print(ints[0].upper())
 print(chars.value + 1)
 print(ints.value)
@@ -109,3 +129,13 @@ parallelkit.Condition(lock=True)
 # spawn returns the function's result type.
 print(parallelkit.spawn(double, 21).result().upper())
 assert_type(parallelkit.spawn(double, 21), parallelkit.Spawned[str])
+
+# Process keeps multiprocessing.Process's signature.
+parallelkit.Process(target=1)
+parallelkit.Process(args=1)
+parallelkit.Process(name=1)
+parallelkit.Process(daemon="yes")
+parallelkit.Process(backend=1)
+parallelkit.Process().join("1")
+print(parallelkit.Process().pid + 1)
+parallelkit.Process().name = 1

@@ -20,6 +20,7 @@ from parallelkit import (
     Condition,
     Connection,
     Event,
+    JoinableQueue,
     Lock,
     LockedArray,
     LockedValue,
@@ -84,6 +85,29 @@ def check_queue_methods(q: Queue[int]) -> None:
     q.close()
 
 
+def check_joinable_queue(ex: parallelkit.Executor, pool: parallelkit.Pool) -> None:
+    assert_type(JoinableQueue[int](), JoinableQueue[int])
+    assert_type(JoinableQueue[str](10, backend="thread"), JoinableQueue[str])
+    assert_type(JoinableQueue(), JoinableQueue[Any])
+    from_executor: JoinableQueue[int] = ex.JoinableQueue()
+    assert_type(from_executor, JoinableQueue[int])
+    from_pool: JoinableQueue[bytes] = pool.JoinableQueue(5)
+    assert_type(from_pool, JoinableQueue[bytes])
+    q = JoinableQueue[int]()
+    as_queue: Queue[int] = q
+    as_queue.put(1)
+    assert_type(q.get(), int)
+    assert_type(q.get_many(), list[int])
+    assert_type(q.task_done(), None)
+    assert_type(q.join(), None)
+    assert_type(q.join(timeout=0.5), None)
+    assert_type(q.join(2), None)
+    for item in q:
+        assert_type(item, int)
+    with q as same:
+        assert_type(same, JoinableQueue[int])
+
+
 def check_pipe_factories(ex: parallelkit.Executor) -> None:
     a, b = Pipe[str]()
     assert_type(a, Connection[str])
@@ -131,6 +155,9 @@ def check_pipe_methods(conn: Connection[int], buf: bytearray) -> None:
     assert_type(conn.poll(None), bool)
     assert_type(conn.poll(0.5), bool)
     assert_type(conn.closed, bool)
+    assert_type(conn.readable, bool)
+    assert_type(conn.writable, bool)
+    assert_type(conn.fileno(), int)
     assert_type(list(conn), list[int])
     conn.close()
 
@@ -192,6 +219,21 @@ def check_value_methods(n: Value[int], x: Value[float], p: Value[Point]) -> None
     n.close()
 
 
+def check_value_assignment(
+    n: Value[int], x: Value[float], flag: Value[bool], p: Value[Point], ex: parallelkit.Executor
+) -> None:
+    n.value = 1
+    n.value += 1
+    n.value **= 2
+    x.value = 1  # an int where a float is expected, as everywhere
+    x.value *= 0.5
+    flag.value = True
+    p.value = Point(1.0, 2.0)
+    assert_type(n.value, int)
+    assert_type(Value("i", 0, lock=None), Value[int])
+    assert_type(ex.Value("d", 0.5, lock=None), Value[float])
+
+
 def check_array_factories(ex: parallelkit.Executor, pool: parallelkit.Pool) -> None:
     lock = Lock()
     assert_type(Array("i", range(5)), Array[int])
@@ -237,6 +279,22 @@ def check_array_methods(
     ints.copy_from(b"\x00" * 8, start=1)
     assert_type(ints.copy_into(out), int)
     assert_type(ints.get_lock(), Lock | RLock)
+
+
+def check_array_assignment(
+    ints: Array[int], chars: Array[bytes], points: Array[Point], pool: parallelkit.Pool
+) -> None:
+    ints[0] = 1
+    ints[0] += 1
+    ints[1:3] = [1, 2]
+    chars.value = b"x"
+    chars.value = chars.value.upper()
+    chars.raw = b"hello"
+    points[0].y = 1.0
+    for point in points:
+        point.x **= 2
+    assert_type(Array("i", 3, lock=None), Array[int])
+    assert_type(pool.Array("c", b"abc", lock=None), Array[bytes])
 
 
 def check_numpy_views(ints: Array[int], floats: Array[float], points: Array[Point]) -> None:
@@ -300,6 +358,33 @@ def check_spawn(conn: Connection[str]) -> None:
     assert_type(parallelkit.spawn(conn.send, "hello"), Spawned[None])
     with parallelkit.spawn(print, "hi") as joined:
         assert_type(joined, Spawned[None])
+
+
+class _Worker(parallelkit.Process):
+    def run(self) -> None:
+        print(self.name)
+
+
+def check_process(conn: Connection[str]) -> None:
+    p = parallelkit.Process(target=conn.send, args=("hello",), name="p", daemon=True)
+    q = parallelkit.Process(None, print, "q", ("x",), {"sep": ""}, backend="thread")
+    assert_type(p.start(), None)
+    assert_type(p.join(), None)
+    assert_type(p.join(0.5), None)
+    assert_type(p.is_alive(), bool)
+    assert_type(p.name, str)
+    assert_type(p.daemon, bool)
+    assert_type(p.pid, int | None)
+    assert_type(p.ident, int | None)
+    assert_type(p.exitcode, int | None)
+    assert_type(p.sentinel, int)
+    p.name = "renamed"
+    p.daemon = False
+    p.terminate()
+    p.kill()
+    p.close()
+    q.run()
+    assert_type(_Worker(daemon=True), _Worker)
 
 
 def check_raw_ctypes(v: Value[int]) -> None:
