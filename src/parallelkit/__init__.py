@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._errors import ClosedChannelError as ClosedChannelError
     from ._errors import ClosedError as ClosedError
     from ._errors import ConfigError as ConfigError
+    from ._errors import NotALockError as NotALockError
     from ._errors import ParallelkitError as ParallelkitError
     from ._errors import RemoteError as RemoteError
     from ._errors import RemoteTraceback as RemoteTraceback
@@ -69,6 +70,7 @@ __all__ = (
     "LockedArray",
     "LockedValue",
     "MapIterator",
+    "NotALockError",
     "ParallelkitError",
     "Pipe",
     "Pool",
@@ -123,6 +125,7 @@ _HOME: dict[str, str] = {
     "ClosedChannelError": "._errors",
     "ClosedError": "._errors",
     "ConfigError": "._errors",
+    "NotALockError": "._errors",
     "ParallelkitError": "._errors",
     "RemoteError": "._errors",
     "RemoteTraceback": "._errors",

@@ -12,7 +12,9 @@
     ├── TaskTimeoutError (TimeoutError)   a task ran longer than its ``task_timeout``
     ├── RemoteError                       a task's exception or result could not be
     │                                     sent back; carries type name, message, traceback
-    └── ClosedChannelError (OSError)      a channel was used after ``close()``
+    ├── ClosedChannelError (OSError)      a channel was used after ``close()``
+    └── NotALockError (TypeError, AttributeError)
+                                          ``lock=`` of a Value or Array is not a lock
 
 ``ClosedError`` is both a ``RuntimeError`` (what ``concurrent.futures`` raises
 after ``shutdown``) and a ``ValueError`` (what ``multiprocessing.Pool`` raises
@@ -30,6 +32,7 @@ __all__ = (
     "ClosedChannelError",
     "ClosedError",
     "ConfigError",
+    "NotALockError",
     "ParallelkitError",
     "RemoteError",
     "RemoteTraceback",
@@ -68,6 +71,16 @@ class ClosedChannelError(ParallelkitError, OSError):
     An ``OSError`` too, as ``multiprocessing`` raises ``OSError("handle is
     closed")`` for a Connection used after ``close()``: ``except OSError``
     handlers written for it keep working.
+    """
+
+
+@final
+class NotALockError(ParallelkitError, TypeError, AttributeError):
+    """``lock=`` of a Value or Array is neither a bool, None nor a parallelkit lock.
+
+    It is a TypeError (the argument has the wrong type) and also an
+    AttributeError, which is what ``multiprocessing`` raises for it (later,
+    when the lock is first used), so code written for either catches it.
     """
 
 

@@ -51,7 +51,7 @@ from typing import (
     overload,
 )
 
-from .._errors import ClosedChannelError, ParallelkitError
+from .._errors import ClosedChannelError, NotALockError
 from ._layout import (
     class_of,
     describe_format,
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from typing_extensions import Buffer
 
-__all__ = ("Array", "LockedArray", "LockedValue", "NotALockError", "Value")
+__all__ = ("Array", "LockedArray", "LockedValue", "Value")
 
 _S = TypeVar("_S", bound="ctypes.Structure | ctypes.Union")
 _V = TypeVar("_V")
@@ -84,15 +84,6 @@ class _Element(Protocol[T_co]):
     """Matches an Array by its element type (covariantly), for ``numpy()``'s self type."""
 
     def _element(self) -> T_co: ...
-
-
-class NotALockError(ParallelkitError, TypeError, AttributeError):
-    """``lock=`` of a Value or Array is neither a bool, None nor a parallelkit lock.
-
-    It is a TypeError (the argument has the wrong type) and also an
-    AttributeError, which is what ``multiprocessing`` raises for it (later,
-    when the lock is first used), so code written for either catches it.
-    """
 
 
 class _WithLockOnly:
