@@ -290,3 +290,4 @@ def test_a_bad_lock_argument_is_caught_as_multiprocessings_attribute_error(
     with pytest.raises(AttributeError) as caught:
         Value("i", 0, lock=untyped("yes"))
     assert isinstance(caught.value, ParallelkitError)
+    assert isinstance(caught.value, parallelkit.NotALockError)
