@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import parallelkit
-from parallelkit import ClosedError, Executor, RemoteError, RemoteTraceback
+from parallelkit import ClosedError, Executor, Pool, RemoteError, RemoteTraceback
 from parallelkit.testing import UnpicklableError, raise_unpicklable, return_unpicklable
 
 from .helpers import (
@@ -494,3 +494,20 @@ def test_an_executor_whose_task_failed_is_freed_without_the_garbage_collector(
         assert engine() is None, "the executor is kept alive by a reference cycle"
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("face", ["Executor", "Pool"])
+def test_an_idle_process_executor_runs_one_thread_of_its_own(face: str) -> None:
+    # One manager thread waits on the workers' pipes and sentinels: no task,
+    # result or maintenance thread besides it (multiprocessing.Pool runs three).
+    before = {t.ident for t in threading.enumerate()}
+    owner = Executor("process", 2) if face == "Executor" else Pool(2, backend="process")
+    with owner:
+        if isinstance(owner, Executor):
+            assert list(owner.map(abs, range(-8, 0))) == list(range(8, 0, -1))
+            assert owner.submit(abs, -1).result(20) == 1
+        else:
+            assert owner.map(abs, range(-8, 0)) == list(range(8, 0, -1))
+            assert owner.apply(abs, (-1,)) == 1
+        new = [t.name for t in threading.enumerate() if t.ident not in before]
+        assert new == ["parallelkit-manager"]

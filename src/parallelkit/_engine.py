@@ -38,11 +38,11 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Final, Protocol, TypeVar, final
 
 from ._backends._base import Backend, BackendOptions, Chunk, OnDone
+from ._backends._modes import CALL
 from ._backends._registry import load_backend
 from ._chunking import ChunkSizer
 from ._config import Settings
 from ._errors import BrokenExecutorError, ClosedError, TaskTimeoutError
-from ._worker import CALL
 
 __all__ = ("Engine", "LazyMap", "check_timeout", "describe")
 
@@ -388,13 +388,8 @@ class Engine:
             limit += f" x {chunk.count} tasks in its chunk"
         return TaskTimeoutError(
             f"{chunk.label} ran longer than {limit}{where}"
-            + (
-                "; the worker was stopped and replaced"
-                if chunk.pid is not None
-                else "; its thread cannot be stopped and runs on, its result is discarded"
-                if self.settings.backend == "thread"
-                else ""
-            )
+            + ("; the worker was stopped and replaced" if chunk.pid is not None else "")
+            + self.backend.timeout_note
         )
 
     def _expire(self, chunk: Chunk) -> None:

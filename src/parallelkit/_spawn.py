@@ -37,10 +37,10 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast, final
 
-from ._backends._looks import describe_exit
+from ._backends._registry import crosses_processes
 from ._config import resolve_settings
 from ._engine import describe
-from ._errors import WorkerCrashedError
+from ._errors import WorkerCrashedError, describe_exit
 from ._serialize import (
     ErrorEnvelope,
     dumps,
@@ -351,7 +351,7 @@ def spawn(
     handle._backend = settings.backend
     handle._label = f"spawn(fn={describe(fn)})"
     handle._keep = (fn, args, kwargs)
-    if settings.backend == "process":
+    if crosses_processes(settings.backend):
         fn_blob = dumps_function(fn)
         args_blob = dumps((args, kwargs))
         # typeshed's BaseContext lacks Process; every concrete context has it.

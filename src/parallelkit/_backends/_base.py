@@ -17,9 +17,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .._config import Settings
+if TYPE_CHECKING:
+    from .._config import Settings
 
 __all__ = ("Backend", "BackendFactory", "BackendOptions", "Chunk", "Hooks", "OnDone")
 
@@ -44,7 +45,7 @@ class Chunk:
         on_done: Called once with the outcome.
         pid: The worker process running it, once known.
         started: ``time.monotonic()`` when a worker took it.
-        handle: Backend-private (the job in the pool's table on ``multiprocessing`` pools).
+        handle: Backend-private, free for a backend to use.
         elapsed: Seconds the worker spent on it (for chunk sizing).
     """
 
@@ -147,6 +148,9 @@ class Backend(Protocol):
     start_method: str | None
     #: Whether :meth:`abort` can stop a running chunk (processes can, threads cannot).
     can_kill: bool
+    #: What a TaskTimeoutError adds about a chunk that ran on no worker process
+    #: (``"; its thread cannot be stopped and runs on, …"``), or ``""``.
+    timeout_note: str
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         """Turn the user's function into what :meth:`send` ships (once per map)."""

@@ -25,6 +25,7 @@ class Backend:
 
     start_method: str | None = None
     can_kill = False
+    timeout_note = ""
     window = 1
     workers = 1
 
