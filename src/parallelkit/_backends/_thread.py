@@ -9,6 +9,8 @@
                                                                    (None: the thread ends)
 
 A chunk costs one queue hand-over, as a task of ``ThreadPoolExecutor`` does.
+``terminate()`` waits for the threads that are not running a task's code
+(they end at once); those that are run on until it returns.
 A thread cannot be killed: a chunk that passes its ``task_timeout`` fails on
 time for the caller, but its thread runs on until the function returns.
 """
@@ -20,7 +22,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from . import _inline
 from ._base import BackendOptions, Chunk, Hooks
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     from .._config import Settings
 
 __all__ = ("Backend",)
+
+#: How long terminate() waits for a thread that was not running a task's code
+#: when it looked (one may have just taken a chunk).
+JOIN_WAIT: Final = 1.0
 
 
 @final
@@ -52,11 +58,13 @@ class Backend:
         # share one process, so there is nothing to recycle.
         self._chunks: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
         failed = threading.Event()
+        # Threads running the user's code (a task, the initializer).
+        self._busy: set[int] = set()
         self._threads = [
             threading.Thread(
                 target=_thread_main,
                 args=(options.initializer, tuple(options.initargs), self._chunks, self._hooks),
-                kwargs={"failed": failed},
+                kwargs={"failed": failed, "busy": self._busy},
                 name=f"parallelkit-thread-{i}",
                 daemon=True,
             )
@@ -90,14 +98,20 @@ class Backend:
         self.terminate()
 
     def terminate(self) -> None:
-        # A running chunk cannot be stopped: its thread ends once it returns
-        # (not waited for here, as with multiprocessing.dummy.Pool).
+        # A running task cannot be stopped: its thread ends once it returns
+        # (not waited for, as with multiprocessing.dummy.Pool). The others end
+        # at once and are waited for: a thread still reporting a chunk holds
+        # the chunk, and through its callbacks the executor.
         with self._ending:
             # Chunks still queued do not run: the engine has failed them.
             with contextlib.suppress(queue.Empty):
                 while True:
                     self._chunks.get_nowait()
             self._end_threads()
+        me = threading.current_thread()
+        for thread in self._threads:
+            if thread is not me and thread.ident not in self._busy:
+                thread.join(JOIN_WAIT)
 
     def _end_threads(self) -> None:
         """Queue each thread's word to end, once (hold ``_ending``)."""
@@ -114,20 +128,26 @@ def _thread_main(
     hooks: Hooks,
     *,
     failed: threading.Event,
+    busy: set[int],
 ) -> None:
     """What each worker thread runs: the initializer, then chunks until None comes.
 
     Holds no reference to the backend or the engine (``hooks`` is a weak
     proxy): a dropped executor is freed by reference counting.
     """
-    _init_thread(initializer, initargs, failed, hooks)
+    me = threading.get_ident()
+    busy.add(me)
+    try:
+        _init_thread(initializer, initargs, failed, hooks)
+    finally:
+        busy.discard(me)
     while True:
         chunk = chunks.get()
         if chunk is None:
             return
         try:
             if not failed.is_set():  # else the engine is broken: its chunks fail there
-                _inline.run_chunk(hooks, chunk, catch_interrupt=True)
+                _inline.run_chunk(hooks, chunk, catch_interrupt=True, busy=busy)
         except ReferenceError:  # the engine is gone: nobody to tell
             return
         except BaseException as exc:  # not the task's: run_chunk reports those
