@@ -291,6 +291,19 @@ def test_task_timeout_kills_and_replaces_only_that_worker() -> None:
         assert ex.submit(inc, 1).result(10) == 2
 
 
+def test_time_limits_on_processes_are_kept_by_the_manager_thread() -> None:
+    # The manager thread keeps the time: no thread of its own for deadlines.
+    before = {t.ident for t in threading.enumerate()}
+    with Executor("process", 2, task_timeout=5) as ex:
+        start = time.monotonic()
+        with pytest.raises(TaskTimeoutError):
+            ex.submit(Timed(hang, 0.3)).result(10)
+        assert time.monotonic() - start < 1.5
+        assert [f.result(10) for f in [ex.submit(inc, i) for i in range(20)]] == list(range(1, 21))
+        new = [t.name for t in threading.enumerate() if t.ident not in before]
+        assert new == ["parallelkit-manager"]
+
+
 def test_task_timeout_is_a_builtin_timeout_error() -> None:
     assert issubclass(TaskTimeoutError, TimeoutError)
     assert issubclass(TaskTimeoutError, parallelkit.ParallelkitError)

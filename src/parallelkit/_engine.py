@@ -12,7 +12,8 @@
         │                              │             the rest wait here, where
         │                              │             cancel() can still drop them
         │    backend threads ◀─────────┘
-        │    hooks.started(id, pid) ──▶ Deadlines thread (task_timeout) ──▶ fail + abort
+        │    hooks.started(id, pid) ──▶ the backend's clock (processes: its manager
+        │                               thread), else a Deadlines thread ──▶ fail + abort
         └─── hooks.complete / fail ──▶ _finish(): first outcome wins, chunk.on_done()
                                             │
               Future.set_result / a lazy map's queue / map_all's list ◀┘
@@ -309,11 +310,14 @@ class Engine:
             return
         chunk.mark_started(pid, when)
         if chunk.timeout is not None and chunk.started is not None:
+            deadline = chunk.started + chunk.timeout * chunk.count
+            if self.backend.keep_time(chunk, deadline):
+                return
             with self._lock:
                 if self._deadlines is None:
-                    self._deadlines = _Deadlines(self._expire)
+                    self._deadlines = _Deadlines(self.expired)
                 deadlines = self._deadlines
-            deadlines.add(chunk.started + chunk.timeout * chunk.count, chunk)
+            deadlines.add(deadline, chunk)
 
     def complete(
         self, chunk: Chunk, values: list[Any], errors: dict[int, BaseException], elapsed: float
@@ -392,7 +396,8 @@ class Engine:
             + self.backend.timeout_note
         )
 
-    def _expire(self, chunk: Chunk) -> None:
+    def expired(self, chunk: Chunk) -> None:
+        """The chunk ran past its time limit: fail it and stop its worker."""
         if self.fail(chunk, self._timeout_error(chunk)):
             self.backend.abort(chunk)
 

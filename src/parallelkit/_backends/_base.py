@@ -6,6 +6,8 @@
     engine ◀── hooks.started(id, pid) ─── backend      (a worker took the chunk)
     engine ◀── hooks.complete(chunk, …) ─ backend      (values and per-item errors)
     engine ◀── hooks.fail(chunk, exc) ─── backend      (the worker died, …)
+    engine ── keep_time(chunk, t) ──────▶ backend      (a time limit: the backend's clock, or False)
+    engine ◀── hooks.expired(chunk) ───── backend      (it ran past its limit)
     engine ── abort(chunk) ─────────────▶ backend      (timed out: stop it if you can)
 
 A backend never decides what a result means, how chunks are sized, what is
@@ -128,6 +130,9 @@ class Hooks(Protocol):
     def broken(self, failure: BaseException) -> None:
         """The workers cannot run anything (for example the initializer failed)."""
 
+    def expired(self, chunk: Chunk) -> None:
+        """The chunk ran past its time limit (for a backend that keeps the time itself)."""
+
 
 class BackendOptions(NamedTuple):
     """Executor options a backend honours (an immutable named tuple)."""
@@ -165,6 +170,14 @@ class Backend(Protocol):
 
     def abort(self, chunk: Chunk) -> None:
         """The engine gave up on a running chunk: stop its worker if possible."""
+
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        """Call ``hooks.expired(chunk)`` at ``time.monotonic()`` ``deadline`` if still running.
+
+        Returns:
+            False when the backend keeps no time: the engine then does.
+        """
+        ...
 
     def close(self) -> None:
         """Accept no more chunks; let workers exit once idle."""

@@ -20,9 +20,11 @@
                                   frees the task channel if it died holding it, and
                                   starts a worker in its place
         the task pipe, writable → writes what send() could not (only while some waits)
-        a wake-up pipe          → send() left something to write, close(), terminate()
+        a wake-up pipe          → send() left something to write, close(), terminate(),
+                                  a new earliest time limit
+        its poll's timeout      → the earliest time limit: engine.expired(chunk)
 
-    abort(chunk) (a time limit, a cancel), from any thread: SIGKILL to the worker
+    abort(chunk) (a time limit, from the manager; a cancel, from any thread): SIGKILL to the worker
     that holds the chunk; one not taken yet is doomed, and the worker that takes
     it is killed when its ack is read. The manager sees the death like any other;
     the engine has already failed the chunk.
@@ -43,6 +45,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import heapq
+import math
 import multiprocessing
 import os
 import select
@@ -147,6 +151,7 @@ class Backend:
         self._doomed: set[int] = set()  # of those, the ones to stop once taken
         self._taken: dict[int, int] = {}  # chunk id -> pid of the worker that holds it
         self._killed: set[int] = set()  # pids killed on purpose
+        self._deadlines: list[tuple[float, int]] = []  # heap of (when, chunk id): time limits
         self._closing = False
         self._stopping = False
         # What send() could not write yet, in order; guarded by _out_lock.
@@ -191,6 +196,15 @@ class Backend:
                 raise RuntimeError("the process pool was closed")
             self._unstarted.add(chunk.id)
         self._write(frame)
+
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        # The manager keeps the time: no thread of its own for time limits.
+        with self._lock:
+            heapq.heappush(self._deadlines, (deadline, chunk.id))
+            first = self._deadlines[0][1] == chunk.id
+        if first and threading.current_thread() is not self._manager:
+            self._wake()  # it waits with a longer timeout, or none
+        return True
 
     def abort(self, chunk: Chunk) -> None:
         with self._lock:
@@ -302,6 +316,7 @@ class Backend:
                             self._read(worker)
                 self._reap_dying()
                 self._watch_stall()
+                self._expire_due()
         except ReferenceError:  # the engine is gone: nobody is left to tell
             pass
         except BaseException as exc:  # a bug, or no process can start: never a hang
@@ -312,11 +327,29 @@ class Backend:
             self._shut_down()
 
     def _timeout(self) -> int | None:
+        """How long the next wait may last, in milliseconds (None: until something comes)."""
+        seconds: float | None = None
         if self._dying:
-            return int(DYING_POLL * 1000)
-        if self._stall_since is not None:
-            return int(STALL_POLL * 1000)
-        return None
+            seconds = DYING_POLL
+        elif self._stall_since is not None:
+            seconds = STALL_POLL
+        with self._lock:
+            if self._deadlines:
+                left = self._deadlines[0][0] - time.monotonic()
+                seconds = left if seconds is None else min(seconds, left)
+        return None if seconds is None else max(0, math.ceil(seconds * 1000))
+
+    def _expire_due(self) -> None:
+        """Chunks past their time limit: the engine fails them and has their workers killed."""
+        now = time.monotonic()
+        due: list[int] = []
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now:
+                due.append(heapq.heappop(self._deadlines)[1])
+        for chunk_id in due:
+            chunk = self._hooks.running(chunk_id)
+            if chunk is not None:
+                self._hooks.expired(chunk)
 
     def _want_to_write(self) -> None:
         with self._out_lock:
@@ -567,6 +600,7 @@ class Backend:
             self._unstarted.clear()
             self._doomed.clear()
             self._taken.clear()
+            self._deadlines.clear()
         with self._out_lock:
             self._outbox.clear()
             self._channel.close()

@@ -51,6 +51,10 @@ class Backend:
             return
         _inline.run_chunk(self._hooks, chunk, catch_interrupt=False)
 
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        """No clock of its own: the engine keeps the time."""
+        return False
+
     def abort(self, chunk: Chunk) -> None:
         """Nothing runs in the background."""
 

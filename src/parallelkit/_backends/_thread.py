@@ -82,6 +82,10 @@ class Backend:
     def send(self, chunk: Chunk) -> None:
         self._chunks.put(chunk)
 
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        """No clock of its own: the engine keeps the time."""
+        return False
+
     def abort(self, chunk: Chunk) -> None:
         """Threads cannot be stopped; the engine has already failed the chunk."""
 
