@@ -511,3 +511,18 @@ def test_an_idle_process_executor_runs_one_thread_of_its_own(face: str) -> None:
             assert owner.apply(abs, (-1,)) == 1
         new = [t.name for t in threading.enumerate() if t.ident not in before]
         assert new == ["parallelkit-manager"]
+
+
+def test_a_second_terminate_leaves_the_threads_their_word_to_end() -> None:
+    # After an initializer failed, the engine terminates the backend in a
+    # thread of its own, and the owner terminates it too: the second call
+    # dropped the first one's words to end, and the threads waited for ever.
+    ex = Executor("thread", 2, initializer=time.sleep, initargs=(0.3,))
+    backend = ex._engine.backend  # pyright: ignore[reportPrivateUsage]
+    backend.terminate()
+    backend.terminate()
+    ex.terminate()
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("parallelkit-thread") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the threads never got their word to end"
+        time.sleep(0.02)

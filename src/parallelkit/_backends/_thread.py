@@ -107,10 +107,13 @@ class Backend:
         # at once and are waited for: a thread still reporting a chunk holds
         # the chunk, and through its callbacks the executor.
         with self._ending:
-            # Chunks still queued do not run: the engine has failed them.
+            # Chunks still queued do not run: the engine has failed them. The
+            # words to end are taken too (by an earlier close() or terminate()):
+            # each thread gets one again.
             with contextlib.suppress(queue.Empty):
                 while True:
                     self._chunks.get_nowait()
+            self._ended = False
             self._end_threads()
         me = threading.current_thread()
         for thread in self._threads:
