@@ -42,9 +42,13 @@ def test_the_forkserver_keeps_its_preload_modules() -> None:
         forkserver.set_forkserver_preload(before)
 
 
+def test_atexit_runs_its_functions_on_request() -> None:
+    run = getattr(atexit, "_run_exitfuncs", None)
+    assert callable(run), "atexit._run_exitfuncs is gone"
+
+
 def test_base_process_bootstraps_through_a_method_a_subclass_can_wrap() -> None:
     assert callable(getattr(BaseProcess, "_bootstrap", None)), "BaseProcess._bootstrap is gone"
-    assert callable(getattr(atexit, "_run_exitfuncs", None)), "atexit._run_exitfuncs is gone"
     with Pool(1, start_method="spawn") as pool:
         assert pool.apply(abs, (-1,)) == 1
         backend = pool._engine.backend  # pyright: ignore[reportPrivateUsage]
@@ -52,11 +56,18 @@ def test_base_process_bootstraps_through_a_method_a_subclass_can_wrap() -> None:
         assert [type(proc) for proc in backend.processes()] == [_mp_private.SpawnedWorker]
 
 
-def test_the_helpers_descriptors_are_found() -> None:
+def test_the_resource_tracker_keeps_its_descriptor() -> None:
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    assert tracker is not None, "multiprocessing.resource_tracker._resource_tracker is gone"
+    assert hasattr(tracker, "_fd"), "ResourceTracker._fd is gone"
+    resource_tracker.ensure_running()
+    fd = getattr(tracker, "_fd", None)
+    assert isinstance(fd, int) and fd in _mp_private.helper_fds()
+
+
+def test_the_forkserver_s_descriptor_is_found() -> None:
     server = getattr(forkserver, "_forkserver", None)
     assert hasattr(server, "_forkserver_alive_fd"), "ForkServer._forkserver_alive_fd is gone"
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    assert hasattr(tracker, "_fd"), "ResourceTracker._fd is gone"
     with Pool(1, start_method="forkserver") as pool:
         assert pool.apply(abs, (-1,)) == 1
     alive = getattr(server, "_forkserver_alive_fd", None)
