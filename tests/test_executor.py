@@ -526,3 +526,14 @@ def test_a_second_terminate_leaves_the_threads_their_word_to_end() -> None:
     while any(t.name.startswith("parallelkit-thread") for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the threads never got their word to end"
         time.sleep(0.02)
+
+
+def test_tasks_larger_than_the_task_pipe_all_arrive_whole() -> None:
+    # A task that does not fit in the task pipe is written in parts: what
+    # send() cannot write at once, the manager thread writes as the workers
+    # read, in order, without the submitting thread waiting for it.
+    blobs = [bytes([i]) * (1 << 20) for i in range(12)]
+    with Executor("process", 2) as ex:
+        futures = [ex.submit(len, blob) for blob in blobs]
+        assert [f.result(60) for f in futures] == [1 << 20] * 12
+        assert list(ex.map(bytes.count, blobs, [bytes([i]) for i in range(12)])) == [1 << 20] * 12
