@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import parallelkit
-from parallelkit import ClosedError, Executor, RemoteError, RemoteTraceback
+from parallelkit import ClosedError, Executor, Pool, RemoteError, RemoteTraceback
 from parallelkit.testing import UnpicklableError, raise_unpicklable, return_unpicklable
 
 from .helpers import (
@@ -494,3 +494,46 @@ def test_an_executor_whose_task_failed_is_freed_without_the_garbage_collector(
         assert engine() is None, "the executor is kept alive by a reference cycle"
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("face", ["Executor", "Pool"])
+def test_an_idle_process_executor_runs_one_thread_of_its_own(face: str) -> None:
+    # One manager thread waits on the workers' pipes and sentinels: no task,
+    # result or maintenance thread besides it (multiprocessing.Pool runs three).
+    before = {t.ident for t in threading.enumerate()}
+    owner = Executor("process", 2) if face == "Executor" else Pool(2, backend="process")
+    with owner:
+        if isinstance(owner, Executor):
+            assert list(owner.map(abs, range(-8, 0))) == list(range(8, 0, -1))
+            assert owner.submit(abs, -1).result(20) == 1
+        else:
+            assert owner.map(abs, range(-8, 0)) == list(range(8, 0, -1))
+            assert owner.apply(abs, (-1,)) == 1
+        new = [t.name for t in threading.enumerate() if t.ident not in before]
+        assert new == ["parallelkit-manager"]
+
+
+def test_a_second_terminate_leaves_the_threads_their_word_to_end() -> None:
+    # After an initializer failed, the engine terminates the backend in a
+    # thread of its own, and the owner terminates it too: the second call
+    # dropped the first one's words to end, and the threads waited for ever.
+    ex = Executor("thread", 2, initializer=time.sleep, initargs=(0.3,))
+    backend = ex._engine.backend  # pyright: ignore[reportPrivateUsage]
+    backend.terminate()
+    backend.terminate()
+    ex.terminate()
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("parallelkit-thread") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the threads never got their word to end"
+        time.sleep(0.02)
+
+
+def test_tasks_larger_than_the_task_pipe_all_arrive_whole() -> None:
+    # A task that does not fit in the task pipe is written in parts: what
+    # send() cannot write at once, the manager thread writes as the workers
+    # read, in order, without the submitting thread waiting for it.
+    blobs = [bytes([i]) * (1 << 20) for i in range(12)]
+    with Executor("process", 2) as ex:
+        futures = [ex.submit(len, blob) for blob in blobs]
+        assert [f.result(60) for f in futures] == [1 << 20] * 12
+        assert list(ex.map(bytes.count, blobs, [bytes([i]) for i in range(12)])) == [1 << 20] * 12

@@ -219,6 +219,19 @@ def test_maxtasksperchild_replaces_workers() -> None:
     assert len(pids) == 3
 
 
+def test_workers_replaced_after_close_run_the_rest_and_end() -> None:
+    # Each worker ends after one chunk; close() comes while most chunks still
+    # wait: the workers started in their place run them, then get their own
+    # word to end, and join() returns.
+    from .helpers import pid_of
+
+    pool = Pool(1, maxtasksperchild=1, backend="process")
+    result = pool.map_async(pid_of, range(6), chunksize=1)
+    pool.close()
+    pool.join()
+    assert len(set(result.get(0))) == 6
+
+
 def test_repr(backend: str) -> None:
     with Pool(2) as pool:
         assert repr(pool).startswith(f"<parallelkit.Pool backend={backend!r}")

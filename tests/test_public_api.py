@@ -131,7 +131,7 @@ def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> 
     # Under spawn a worker imports the main script again, and with it
     # parallelkit; under forkserver the server does. Neither should load the
     # channels, the configuration, the exception classes (only the caller
-    # rebuilds exceptions), the result thread's reader, the SIGTERM handler or
+    # rebuilds exceptions), the manager thread's module, the SIGTERM handler or
     # cloudpickle, which a worker never uses.
     script = tmp_path / "main.py"
     script.write_text(
@@ -147,7 +147,7 @@ def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> 
     loaded = set(proc.stdout.split())
     assert "parallelkit._worker" in loaded
     assert not loaded & {
-        "parallelkit._backends._result_reader",
+        "parallelkit._backends._process",
         "parallelkit._signals",
         "parallelkit._channels",
         "parallelkit._config",

@@ -81,63 +81,82 @@ def test_the_record_names_a_dead_reader_and_the_task_it_took(channel: TaskChanne
 
 
 @pytest.mark.parametrize("read_size", [7, 50, 1 << 16])
-def test_the_looks_read_every_ack_whatever_their_reads_cut(
+def test_an_inbox_reads_every_message_whatever_its_reads_cut(
     monkeypatch: pytest.MonkeyPatch, read_size: int
 ) -> None:
-    # The looks take acks from their pipe in large reads and split them
-    # themselves; a read that ends inside an ack must keep its start for the next.
-    import types
-
+    # The manager takes a worker's acks and outcomes from its pipe in large
+    # reads and splits them itself; a read that ends inside a message must
+    # keep its start for the next, and a long one is read straight into place.
     from parallelkit import _worker
-    from parallelkit._backends import _looks
+    from parallelkit._backends import _pipes
 
-    monkeypatch.setattr(_looks, "ACK_READ", read_size)
+    monkeypatch.setattr(_pipes, "INBOX_READ", read_size)
     reader, writer = multiprocessing.get_context("spawn").Pipe(duplex=False)
-    seen: list[bytes] = []
-    fake_looks = types.SimpleNamespace(
-        _ack_reader=reader, _ack_rest=b"", _on_ack=seen.append, _to_kill=[], holding={}
-    )
-    fake_looks._split_acks = lambda data: _looks.WorkerLooks._split_acks(fake_looks, data)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+    inbox = _pipes.Inbox(reader)
     sent = [_worker.ACK_STARTED + _worker.ACK_FORMAT.pack(1234, i, 0.0) for i in range(2000)]
     sent.insert(1000, b"W")  # messages of other lengths go through too
-    try:
+    sent.insert(1500, b"D" + bytes(range(256)) * 1000)  # longer than a read
+    seen: list[bytes] = []
+
+    def write_all() -> None:
         for message in sent:
             writer.send_bytes(message)
-        while reader.poll():
-            _looks.WorkerLooks._read_acks(fake_looks)  # type: ignore[arg-type]  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+
+    sender = threading.Thread(target=write_all)
+    sender.start()
+    try:
+        while len(seen) < len(sent):
+            messages, still_open = inbox.read()
+            assert still_open
+            seen.extend(bytes(message) for message in messages)
         assert seen == sent
-        assert fake_looks._ack_rest == b""  # pyright: ignore[reportPrivateUsage]
+        assert not inbox.cut
     finally:
-        reader.close()
+        sender.join(30)
+        inbox.close()
         writer.close()
 
 
+def test_an_inbox_keeps_a_message_cut_short_by_its_writer_s_end() -> None:
+    from parallelkit._backends._pipes import Inbox
+
+    reader, writer = multiprocessing.get_context("spawn").Pipe(duplex=False)
+    inbox = Inbox(reader)
+    writer.send_bytes(b"whole")
+    os.write(writer.fileno(), (100).to_bytes(4, "big", signed=True) + b"part")
+    writer.close()
+    messages, still_open = inbox.read()
+    assert [bytes(m) for m in messages] == [b"whole"]
+    assert not still_open and inbox.cut
+    inbox.close()
+
+
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
-def test_the_looks_do_not_spin_on_workers_that_ended(
+def test_the_manager_does_not_spin_on_workers_that_ended(
     monkeypatch: pytest.MonkeyPatch, start_method: str
 ) -> None:
     # An ended worker's sentinel stays ready until someone reaps the worker;
-    # waiting on it again returned at once, and the looks ran hundreds of
-    # times during a join, taking the GIL from the threads doing the join.
+    # waiting on it again returns at once, and the manager would run
+    # hundreds of rounds during a join, taking the GIL from the joining thread.
     import parallelkit
-    from parallelkit._backends import _looks
+    from parallelkit._backends import _process
 
-    looks = 0
-    reap = _looks.WorkerLooks._reap  # pyright: ignore[reportPrivateUsage]
+    rounds = 0
+    timeout = _process.Backend._timeout  # pyright: ignore[reportPrivateUsage]
 
-    def counting(self: _looks.WorkerLooks, ready: set[Any]) -> None:
-        nonlocal looks
-        looks += 1
-        reap(self, ready)
+    def counting(self: _process.Backend) -> int | None:
+        nonlocal rounds
+        rounds += 1
+        return timeout(self)
 
-    monkeypatch.setattr(_looks.WorkerLooks, "_reap", counting)
+    monkeypatch.setattr(_process.Backend, "_timeout", counting)
     for _ in range(5):
         pool = parallelkit.Pool(2, backend="process", start_method=start_method)
         assert pool.map(abs, range(-4, 0)) == [4, 3, 2, 1]
-        looks = 0
+        rounds = 0
         pool.close()
-        time.sleep(0.1)  # the workers end; nobody reaps them until join()
+        time.sleep(0.1)  # the workers end
         pool.join()
-        # A look per event (two worker exits), and one per 10 ms at most while
-        # the ended workers wait to be reaped.
-        assert looks < 20, f"{looks} looks in 0.1 s"
+        # A round per event (two worker exits), and one per 10 ms at most while
+        # an ended worker's status cannot be read yet.
+        assert rounds < 20, f"{rounds} rounds in 0.1 s"

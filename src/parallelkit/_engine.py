@@ -12,7 +12,8 @@
         │                              │             the rest wait here, where
         │                              │             cancel() can still drop them
         │    backend threads ◀─────────┘
-        │    hooks.started(id, pid) ──▶ Deadlines thread (task_timeout) ──▶ fail + abort
+        │    hooks.started(id, pid) ──▶ the backend's clock (processes: its manager
+        │                               thread), else a Deadlines thread ──▶ fail + abort
         └─── hooks.complete / fail ──▶ _finish(): first outcome wins, chunk.on_done()
                                             │
               Future.set_result / a lazy map's queue / map_all's list ◀┘
@@ -38,11 +39,11 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Final, Protocol, TypeVar, final
 
 from ._backends._base import Backend, BackendOptions, Chunk, OnDone
+from ._backends._modes import CALL
 from ._backends._registry import load_backend
 from ._chunking import ChunkSizer
 from ._config import Settings
 from ._errors import BrokenExecutorError, ClosedError, TaskTimeoutError
-from ._worker import CALL
 
 __all__ = ("Engine", "LazyMap", "check_timeout", "describe")
 
@@ -309,11 +310,14 @@ class Engine:
             return
         chunk.mark_started(pid, when)
         if chunk.timeout is not None and chunk.started is not None:
+            deadline = chunk.started + chunk.timeout * chunk.count
+            if self.backend.keep_time(chunk, deadline):
+                return
             with self._lock:
                 if self._deadlines is None:
-                    self._deadlines = _Deadlines(self._expire)
+                    self._deadlines = _Deadlines(self.expired)
                 deadlines = self._deadlines
-            deadlines.add(chunk.started + chunk.timeout * chunk.count, chunk)
+            deadlines.add(deadline, chunk)
 
     def complete(
         self, chunk: Chunk, values: list[Any], errors: dict[int, BaseException], elapsed: float
@@ -388,16 +392,12 @@ class Engine:
             limit += f" x {chunk.count} tasks in its chunk"
         return TaskTimeoutError(
             f"{chunk.label} ran longer than {limit}{where}"
-            + (
-                "; the worker was stopped and replaced"
-                if chunk.pid is not None
-                else "; its thread cannot be stopped and runs on, its result is discarded"
-                if self.settings.backend == "thread"
-                else ""
-            )
+            + ("; the worker was stopped and replaced" if chunk.pid is not None else "")
+            + self.backend.timeout_note
         )
 
-    def _expire(self, chunk: Chunk) -> None:
+    def expired(self, chunk: Chunk) -> None:
+        """The chunk ran past its time limit: fail it and stop its worker."""
         if self.fail(chunk, self._timeout_error(chunk)):
             self.backend.abort(chunk)
 

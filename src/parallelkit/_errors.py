@@ -25,6 +25,7 @@ after ``close``), so handlers written for either library keep working.
 
 from __future__ import annotations
 
+import signal
 from typing import final
 
 __all__ = (
@@ -38,6 +39,7 @@ __all__ = (
     "RemoteTraceback",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "describe_exit",
 )
 
 
@@ -103,6 +105,22 @@ class WorkerCrashedError(ParallelkitError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild_crash, (str(self), self.pid, self.exitcode, self.task))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Return how a process ended: ``"signal SIGKILL"``, ``"exit code 3"``, ``"an unknown status"``.
+
+    Args:
+        exitcode: Its exit code as ``multiprocessing`` reports it (``-N`` for signal N).
+    """
+    if exitcode is None:
+        return "an unknown status"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 def _rebuild_crash(message: str, pid: int, exitcode: int | None, task: str) -> WorkerCrashedError:

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, final
 
+from ._backends._modes import MAP, STAR
 from ._owner import EngineOwner
 from ._results import MapIterator, ResultIterator
 from ._timed import unwrap
-from ._worker import MAP, STAR
 
 __all__ = ("Executor",)
 

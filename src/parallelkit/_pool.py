@@ -9,13 +9,13 @@ from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
+from ._backends._modes import MAP, STAR
 from ._engine import Engine
 from ._errors import ClosedError
 from ._owner import EngineOwner
 from ._results import ResultIterator
 from ._signals import SigtermInterrupts
 from ._timed import unwrap
-from ._worker import MAP, STAR
 
 __all__ = ("AsyncResult", "Pool")
 

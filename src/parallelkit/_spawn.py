@@ -51,10 +51,10 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast, final
 
-from ._backends._looks import describe_exit
+from ._backends._registry import crosses_processes
 from ._config import Settings, resolve_settings
 from ._engine import describe
-from ._errors import WorkerCrashedError
+from ._errors import WorkerCrashedError, describe_exit
 from ._serialize import (
     ChildParcel,
     ErrorEnvelope,
@@ -201,7 +201,7 @@ class Process:
         self._closed = False
         self._name: str | None = name
         self._daemon = daemon
-        if settings.backend == "process":
+        if crosses_processes(settings.backend):
             # typeshed's BaseContext lacks Process; every concrete context has it.
             context: Any = multiprocessing.get_context(settings.start_method)
             if what is None:
@@ -759,7 +759,7 @@ def spawn(
     handle._backend = settings.backend
     handle._label = f"spawn(fn={describe(fn)})"
     name = f"parallelkit-spawn-{describe(fn)}"
-    if settings.backend == "process":
+    if crosses_processes(settings.backend):
         context: Any = multiprocessing.get_context(settings.start_method)
         reader: Connection
         writer: Connection

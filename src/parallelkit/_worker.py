@@ -2,32 +2,36 @@
 
 ::
 
-    caller ──(fn blob, items blob)──▶ multiprocessing.Pool task queue ──▶ worker
-                                                                            │
-        ack pipe ◀── b"S" (pid, chunk id, t) as soon as a chunk is taken ───┤
-        ack pipe ◀── b"R" (pid, 0, t)       once start-up is over ──────────┤
-        ack pipe ◀── b"I" error             if the initializer failed ──────┤
-                                                                            ▼
-    caller ◀── outcome bytes (values, {index: error}, seconds) ◀── result queue
+    caller ──(chunk id, fn blob, items blob, mode)──▶ task channel ──▶ worker_main()
+                                                                          │
+        own pipe ◀── b"R" (pid, 0, t)       once start-up is over ────────┤
+        own pipe ◀── b"I" error             if the initializer failed ────┤
+        own pipe ◀── b"S" (pid, chunk id, t) as soon as a chunk is taken ─┤
+                                                                          ▼
+        own pipe ◀── b"D" chunk id + outcome bytes (values, {index: error}, seconds)
+
+Each worker writes to a pipe of its own (its *outbox*), in order: the parent
+reads there which chunk the worker holds, then that chunk's outcome. Nobody
+else writes to it, so it needs no lock, and a worker that dies half-way
+through a message damages no other worker's.
 
 The outcome is pickled *here*, in the worker, so that a result or exception
 that cannot be pickled (or unpickled) is turned into a
 :class:`~parallelkit.RemoteError` on this side and never reaches (and kills)
-the pool's result-handler thread. The ack lets the parent tell which task a
+the process backend's manager thread. The ack lets the parent tell which task a
 dead or timed-out worker was holding.
 
 The same :func:`run_items` executes chunks in threads and inline for the
 thread and serial backends, with live objects instead of bytes.
 
-Under ``spawn`` a pool's workers are :class:`SpawnedWorker` processes, which
-end as the workers of ``fork`` and the forkserver do: without tearing the
+Under ``spawn`` a pool's workers are
+:class:`~parallelkit._backends._mp_private.SpawnedWorker` processes, which end
+as the workers of ``fork`` and the forkserver do: without tearing the
 interpreter down. Every worker loads this module at start-up, so it and the
 modules it imports leave out ``from __future__ import annotations``.
 """
 
 import _thread
-import atexit
-import contextlib
 import importlib
 import os
 import struct
@@ -37,9 +41,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from itertools import starmap
 from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnProcess
 from typing import Any, Final
 
+from ._backends import _modes
 from ._lifeline import Lifeline
 from ._serialize import (
     ErrorEnvelope,
@@ -56,8 +60,8 @@ __all__ = (
     "CALL",
     "FRAME_LENGTH",
     "MAP",
+    "RESULT",
     "STAR",
-    "SpawnedWorker",
     "acknowledge_start",
     "init_process_worker",
     "pack_outcome",
@@ -65,25 +69,29 @@ __all__ = (
     "run_blob",
     "run_items",
     "unpack_outcome",
+    "worker_main",
 )
 
-#: Modes: how one item becomes one call.
-MAP: Final = 0  # fn(item)
-STAR: Final = 1  # fn(*item)
-CALL: Final = 2  # fn(*args, **kwargs), item == (args, kwargs)
+#: Modes: how one item becomes one call (re-exported from their home, :mod:`._backends._modes`).
+MAP: Final = _modes.MAP
+STAR: Final = _modes.STAR
+CALL: Final = _modes.CALL
 
 ACK_STARTED: Final = b"S"
 ACK_READY: Final = b"R"
 ACK_INIT_FAILED: Final = b"I"
+#: A chunk's outcome: b"D", the chunk id (:data:`CHUNK_ID`), the outcome bytes.
+RESULT: Final = b"D"
+CHUNK_ID: Final = struct.Struct("!q")
 ACK_FORMAT: Final = struct.Struct("!qqd")  # pid, chunk id, time.monotonic()
 #: The length ``multiprocessing.connection`` writes before each message
-#: (``Connection.send_bytes``): the framing of the ack and result pipes.
+#: (``Connection.send_bytes``): the framing of a worker's outbox.
 FRAME_LENGTH: Final = struct.Struct("!i")
 #: Acks must stay below PIPE_BUF (4096 on Linux) so concurrent writers never interleave.
 _ACK_TEXT_LIMIT: Final = 1200
 
 _ack: Connection | None = None
-#: The ack pipe's descriptor in this worker (-1: not a process worker).
+#: The outbox's descriptor in this worker (-1: not a process worker).
 _ack_fd = -1
 #: An ack as it travels: the pipe's ``Connection.send_bytes`` framing (length,
 #: then the message), built in one piece and written with one ``os.write``.
@@ -173,34 +181,6 @@ def _watch_parent(owner: int) -> None:
             os._exit(1)
 
 
-class SpawnedWorker(SpawnProcess):
-    """A pool worker started by ``spawn`` that ends as ``fork`` and forkserver workers do.
-
-    When its work is done, a spawned process returns to ``spawn_main()``, which
-    calls ``sys.exit()``: the whole interpreter is torn down (every module
-    cleared, every object collected), about 10 ms on a small machine, which
-    ``close()`` + ``join()`` waits for. A worker started by ``fork`` or by the
-    forkserver leaves with ``os._exit()`` once ``multiprocessing``'s
-    finalizers (from Python 3.13 on, every :mod:`atexit` function) have run
-    and the standard streams are flushed. This one runs the exit functions
-    (as its interpreter's teardown would have), flushes the streams and
-    leaves the same way.
-    """
-
-    def _bootstrap(self, parent_sentinel: int | None = None) -> int:
-        # Runs in the worker: BaseProcess._bootstrap runs the pool's worker loop,
-        # waits for non-daemon threads and flushes the streams.
-        code = int(super()._bootstrap(parent_sentinel))  # type: ignore[misc]  # pyright: ignore[reportUnknownMemberType, reportAttributeAccessIssue, reportUnknownArgumentType]
-        try:
-            atexit._run_exitfuncs()  # pyright: ignore[reportPrivateUsage]
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    if stream is not None:
-                        stream.flush()
-            os._exit(code)
-
-
 def pid_exists(pid: int) -> bool:
     """Whether a process ``pid`` exists (a zombie counts)."""
     try:
@@ -222,7 +202,7 @@ def init_process_worker(
     """Initializer of every process worker (runs before its first task).
 
     Args:
-        ack: Write end of the ack pipe.
+        ack: Write end of this worker's outbox, where acks go.
         owner: The pid of the process that owns the executor; when it is
             gone, the worker exits.
         lifeline: The owner's lifeline (see :mod:`parallelkit._lifeline`).
@@ -251,6 +231,52 @@ def init_process_worker(
             sys.stderr.flush()
             os._exit(3)
     _send_ack(ACK_READY, 0)
+
+
+def worker_main(
+    channel: Any,
+    outbox: Connection,
+    owner: int,
+    lifeline: Lifeline,
+    initializer: bytes | None,
+    initargs: bytes | None,
+    max_tasks: int | None,
+) -> None:
+    """The life of a process worker: start up, then take chunks until told to end.
+
+    Args:
+        channel: The task channel (:class:`~parallelkit._backends._pipes.TaskChannel`);
+            its ``get()`` acks each chunk it hands out.
+        outbox: Write end of this worker's own pipe to the parent.
+        owner: The pid of the process that owns the executor.
+        lifeline: The owner's lifeline.
+        initializer: The user's initializer, serialized, or None.
+        initargs: Its arguments, serialized, or None.
+        max_tasks: End after this many chunks (the parent starts a new
+            worker in its place), or None.
+
+    A None task is the word to end; so is the end of the task pipe (its
+    writer is gone).
+    """
+    init_process_worker(outbox, owner, lifeline, initializer, initargs)
+    get = channel.get
+    send = outbox.send_bytes
+    left = -1 if max_tasks is None else max_tasks
+    while left:
+        try:
+            task = get()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        chunk_id, fn_blob, items_blob, mode = task
+        del task
+        outcome = run_blob(chunk_id, fn_blob, items_blob, mode)
+        # Connection.send_bytes, which a long message leaves in two writes:
+        # the parent reads a message cut short by a death as such.
+        send(RESULT + CHUNK_ID.pack(chunk_id) + outcome)
+        del outcome, fn_blob, items_blob
+        left -= 1
 
 
 def acknowledge_start(chunk_id: int) -> None:
@@ -313,7 +339,7 @@ def pack_outcome(values: list[Any], errors: dict[int, BaseException], elapsed: f
 def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> bytes:
     """Run one chunk from serialized parts; return its serialized outcome.
 
-    This is the task that the process backend hands to ``multiprocessing.Pool``
+    This is what a process worker runs for each chunk it takes
     (and that the thread backend runs when ``check_pickle`` is on).
 
     Args:
@@ -345,7 +371,9 @@ def _count_items(items_blob: bytes) -> int:
         return 1
 
 
-def unpack_outcome(blob: bytes, count: int) -> tuple[list[Any], dict[int, BaseException], float]:
+def unpack_outcome(
+    blob: bytes | memoryview, count: int
+) -> tuple[list[Any], dict[int, BaseException], float]:
     """Read an outcome made by :func:`pack_outcome` (in the parent).
 
     Args:

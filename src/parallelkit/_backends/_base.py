@@ -6,6 +6,8 @@
     engine ◀── hooks.started(id, pid) ─── backend      (a worker took the chunk)
     engine ◀── hooks.complete(chunk, …) ─ backend      (values and per-item errors)
     engine ◀── hooks.fail(chunk, exc) ─── backend      (the worker died, …)
+    engine ── keep_time(chunk, t) ──────▶ backend      (a time limit: the backend's clock, or False)
+    engine ◀── hooks.expired(chunk) ───── backend      (it ran past its limit)
     engine ── abort(chunk) ─────────────▶ backend      (timed out: stop it if you can)
 
 A backend never decides what a result means, how chunks are sized, what is
@@ -17,9 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .._config import Settings
+if TYPE_CHECKING:
+    from .._config import Settings
 
 __all__ = ("Backend", "BackendFactory", "BackendOptions", "Chunk", "Hooks", "OnDone")
 
@@ -44,7 +47,7 @@ class Chunk:
         on_done: Called once with the outcome.
         pid: The worker process running it, once known.
         started: ``time.monotonic()`` when a worker took it.
-        handle: Backend-private (the job in the pool's table on ``multiprocessing`` pools).
+        handle: Backend-private, free for a backend to use.
         elapsed: Seconds the worker spent on it (for chunk sizing).
     """
 
@@ -127,6 +130,9 @@ class Hooks(Protocol):
     def broken(self, failure: BaseException) -> None:
         """The workers cannot run anything (for example the initializer failed)."""
 
+    def expired(self, chunk: Chunk) -> None:
+        """The chunk ran past its time limit (for a backend that keeps the time itself)."""
+
 
 class BackendOptions(NamedTuple):
     """Executor options a backend honours (an immutable named tuple)."""
@@ -147,6 +153,9 @@ class Backend(Protocol):
     start_method: str | None
     #: Whether :meth:`abort` can stop a running chunk (processes can, threads cannot).
     can_kill: bool
+    #: What a TaskTimeoutError adds about a chunk that ran on no worker process
+    #: (``"; its thread cannot be stopped and runs on, …"``), or ``""``.
+    timeout_note: str
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         """Turn the user's function into what :meth:`send` ships (once per map)."""
@@ -161,6 +170,14 @@ class Backend(Protocol):
 
     def abort(self, chunk: Chunk) -> None:
         """The engine gave up on a running chunk: stop its worker if possible."""
+
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        """Call ``hooks.expired(chunk)`` at ``time.monotonic()`` ``deadline`` if still running.
+
+        Returns:
+            False when the backend keeps no time: the engine then does.
+        """
+        ...
 
     def close(self) -> None:
         """Accept no more chunks; let workers exit once idle."""

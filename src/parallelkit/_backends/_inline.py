@@ -7,6 +7,7 @@ processes would; without it, objects pass as they are.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -28,8 +29,12 @@ def pack_items(items: list[Any], check_pickle: bool) -> object:
     return dumps(items) if check_pickle else items
 
 
-def run_chunk(hooks: Hooks, chunk: Chunk, *, catch_interrupt: bool) -> None:
+def run_chunk(
+    hooks: Hooks, chunk: Chunk, *, catch_interrupt: bool, busy: set[int] | None = None
+) -> None:
     """Run ``chunk`` in the current thread and report its outcome.
+
+    ``busy``, if given, holds this thread's id while the task's code runs.
 
     A task's exception keeps the frames it was raised in, and each of those
     its caller's: so no frame here may keep, once it returns, the chunk (whose
@@ -38,7 +43,15 @@ def run_chunk(hooks: Hooks, chunk: Chunk, *, catch_interrupt: bool) -> None:
     garbage collector runs.
     """
     hooks.started(chunk.id, None)
-    outcome = _run(chunk, catch_interrupt)
+    if busy is None:
+        outcome = _run(chunk, catch_interrupt)
+    else:
+        me = threading.get_ident()
+        busy.add(me)
+        try:
+            outcome = _run(chunk, catch_interrupt)
+        finally:
+            busy.discard(me)
     try:
         hooks.complete(chunk, *outcome)
     finally:

@@ -1,17 +1,16 @@
-"""The two pipes between a process pool and its workers: tasks down, results up.
+"""The pipes between the process backend and its workers: tasks down, outcomes up.
 
-**Tasks** travel through :class:`TaskChannel`, which is safe against a
-reader's death. ``multiprocessing.Pool`` sends every task down one pipe; idle
-workers take turns reading it under one lock. A worker killed while it reads
-leaves two kinds of damage behind: the lock stays held, so no worker gets a
-task again (CPython gh-96062), and, if it had read part of a task, the rest of
-that task stays in the pipe, where every later reader takes it for the start
-of a new message and reads garbage for ever. This channel replaces the pool's task
-pipe and makes both repairable::
+**Tasks** travel through :class:`TaskChannel`, one pipe that every idle
+worker takes turns reading, under one lock: whichever worker is free first
+takes the next chunk. A worker killed while it reads leaves two kinds of
+damage behind: the lock stays held, so no worker gets a task again (CPython
+gh-96062), and, if it had read part of a task, the rest of that task stays in
+the pipe, where every later reader takes it for the start of a new message
+and reads garbage for ever. This channel makes both repairable::
 
-    pool's task thread ── put(task) ──▶ [MAGIC | length | chunk id | crc32] body ──▶ pipe
-                                                                                   │
-    worker: get(), under the read lock  ◀──────────────────────────────────────────┘
+    the backend ── frame(task) ──▶ [MAGIC | length | chunk id | crc32] body ──▶ pipe
+                                                                              │
+    worker: get(), under the read lock  ◀─────────────────────────────────────┘
         1. writes its pid into the shared *record*;
         2. reads the header straight into the record (one system call), so
            the parent sees which chunk it is taking the moment it has it; on
@@ -20,43 +19,42 @@ pipe and makes both repairable::
         3. reads the body, acks b"S"(pid, chunk id, time) to the parent;
         4. clears the record, releases the lock, unpickles the task.
 
-    parent (the process backend's looks at its workers), when the lock is held:
-        - by a pid that has died: release the lock for it; if the record
-          holds a chunk that was never acked, that chunk is lost: fail it;
-        - with no pid recorded for a long time (the holder died in the
-          instant before writing it or after clearing it): release the lock.
+    parent (the process backend's manager thread), after a worker ended:
+        - lock held by a pid that has died: release the lock for it; if the
+          record holds a chunk that was never acked, that chunk is lost: fail it;
+        - lock held with no pid recorded for a long time (the holder died in
+          the instant before writing it or after clearing it): release the lock.
 
 Which chunk a dead reader took is therefore known exactly: the header lands
 in shared memory in the same system call that takes it from the pipe.
 
-**Results** travel through :class:`ResultQueue`, the pool's ``SimpleQueue``
-with plain pickle instead of ``ForkingPickler`` and no read lock; the pool's
-result thread reads it with :class:`~._result_reader.ResultReader`.
+**Outcomes and acks** travel up through each worker's own pipe, read in the
+parent by an :class:`Inbox`: ``multiprocessing.connection`` framing (a 4-byte
+length, then the message), read without blocking, so that a message cut
+short by its writer's death never blocks the reader.
 
 Every worker loads this module (under spawn and forkserver, at start-up), so
-it holds both pipes' classes and leaves out ``from __future__ import
-annotations``: each module it imports is a file to find and load before the
-worker takes its first task.
+it leaves out ``from __future__ import annotations``: each module it imports
+is a file to find and load before the worker takes its first task.
 """
 
 import mmap
 import os
 import pickle
+import select
 import struct
 import tempfile
-import time
 import weakref
 import zlib
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import assert_spawning
-from multiprocessing.queues import SimpleQueue
 from multiprocessing.reduction import DupFd
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from .. import _worker
 
-__all__ = ("ResultQueue", "TaskChannel", "read_exactly")
+__all__ = ("Inbox", "TaskChannel")
 
 MAGIC: Final = b"\x93pk-task"
 #: magic, body length, chunk id (0: not a chunk), crc32 of the 24 bytes before it
@@ -66,8 +64,11 @@ _PID: Final = struct.Struct("!q")
 _RECORD_SIZE: Final = _PID.size + HEADER.size
 _CHECKED: Final = HEADER.size - 4
 _READ_CAP: Final = 1 << 20
-#: How long a shutdown waits for the read lock before it drains without it.
-DRAIN_WAIT: Final = 2.0
+#: Most bytes taken from a worker's outbox at once (a longer message is read
+#: straight into a buffer of its size).
+INBOX_READ: Final = 1 << 16
+_FRAME: Final = struct.Struct("!i")
+_LONG_FRAME: Final = struct.Struct("!Q")
 
 
 def _valid(header: memoryview) -> bool:
@@ -76,34 +77,14 @@ def _valid(header: memoryview) -> bool:
     )
 
 
-def read_exactly(
-    fd: int, size: int, pipe: str, when_empty: Callable[[bool], None] | None = None
-) -> bytes:
-    """Read exactly ``size`` bytes from a pipe.
-
-    Args:
-        fd: The pipe's read end (blocking, or non-blocking with ``when_empty``).
-        size: How many bytes.
-        pipe: What the pipe is, for the EOFError when it is closed.
-        when_empty: For a non-blocking pipe: called when there is nothing to
-            read, with whether part of the bytes has come already; it returns
-            once there is, or raises to give up.
-
-    Raises:
-        EOFError: The pipe was closed first.
-    """
+def _read_exactly(fd: int, size: int) -> bytes:
+    """Read exactly ``size`` bytes from the task pipe (blocking)."""
     parts: list[bytes] = []
     left = size
     while left:
-        try:
-            part = os.read(fd, min(left, _READ_CAP))
-        except BlockingIOError:
-            if when_empty is None:
-                raise
-            when_empty(bool(parts))
-            continue
+        part = os.read(fd, min(left, _READ_CAP))
         if not part:
-            raise EOFError(f"the {pipe} was closed")
+            raise EOFError("the task pipe was closed")
         parts.append(part)
         left -= len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -130,16 +111,13 @@ def _shared_file(size: int) -> int:
 
 
 class TaskChannel:
-    """A task queue for ``multiprocessing.Pool`` whose readers may die.
+    """A task queue whose readers may die: ``frame``/``put`` (parent), ``get`` (workers).
 
-    It offers what the pool uses of its own task queue: ``put`` (parent),
-    ``get`` (workers), and the ``_reader``, ``_writer`` and ``_rlock``
-    attributes that the pool's worker loop and shutdown touch. Tasks travel
-    with plain pickle (the process backend's hold ints, bytes and a function
-    of a module), not ``ForkingPickler``.
+    Tasks travel with plain pickle (the process backend's hold ints and
+    bytes), not ``ForkingPickler``.
 
     Args:
-        ctx: The multiprocessing context of the pool.
+        ctx: The multiprocessing context of the workers.
         tag_of: Parent side only: the chunk id carried by a task, or 0.
     """
 
@@ -178,19 +156,39 @@ class TaskChannel:
 
     # -- parent side ----------------------------------------------------------------------
 
-    def put(self, task: Any) -> None:
-        """Write one task (the pool's task thread is the only writer)."""
-        # Plain pickle, not ForkingPickler: a task holds ints, bytes and a
-        # module-level function, none of which needs its reducers, and each
-        # ForkingPickler copies its table of them (in a process that has just
-        # forked, a page copied for every reducer in it).
+    @property
+    def lock(self) -> Any:
+        """The lock a reader holds while it takes a task."""
+        return self._rlock
+
+    @property
+    def write_fd(self) -> int:
+        """The write end's descriptor (-1 once closed), for a writer of its own."""
+        return self._fds[1]
+
+    def frame(self, task: Any) -> bytes:
+        """Return one task as it travels: header, then the pickled task.
+
+        One writer at a time must write the frames, each whole and in order.
+        """
+        # Plain pickle, not ForkingPickler: a task holds ints and bytes, none of
+        # which needs its reducers, and each ForkingPickler copies its table of
+        # them (in a process that has just forked, a page copied for every
+        # reducer in it).
         body = pickle.dumps(task, pickle.HIGHEST_PROTOCOL)
         tag = self._tag_of(task) if self._tag_of is not None and task is not None else 0
         start = struct.pack("!8sQq", MAGIC, len(body), tag)
-        data = memoryview(b"".join((start, zlib.crc32(start).to_bytes(4, "big"), body)))
+        return b"".join((start, zlib.crc32(start).to_bytes(4, "big"), body))
+
+    def put(self, task: Any) -> None:
+        """Write one task, waiting while the pipe is full (the only writer)."""
+        data = memoryview(self.frame(task))
         fd = self._fds[1]
         while data:
-            data = data[os.write(fd, data) :]
+            try:
+                data = data[os.write(fd, data) :]
+            except BlockingIOError:
+                select.select([], [fd], [])
 
     def holder(self) -> tuple[int, int]:
         """Return ``(pid, chunk id)`` of the reader that holds the lock now.
@@ -210,27 +208,13 @@ class TaskChannel:
         self._record[:] = bytes(_RECORD_SIZE)
         self._rlock.release()
 
-    def drain_while(self, running: Callable[[], bool]) -> None:
-        """Take the lock and discard what is written while ``running()`` is true.
-
-        Used when the pool shuts down: its task thread may be blocked on a
-        full pipe. What is read here is thrown away, so framing does not matter.
-        A lock still held after :data:`DRAIN_WAIT` seconds belongs to a dead
-        reader (live ones give it up when the shutdown's sentinels arrive).
-        """
-        self._rlock.acquire(timeout=DRAIN_WAIT)
-        fd = self._reader.fileno()
-        while running() and self._reader.poll():
-            os.read(fd, _READ_CAP)
-            time.sleep(0)
-
     # -- worker side ----------------------------------------------------------------------
 
     def get(self) -> Any:
         """Take the next task (in a worker); see the module docstring."""
         with self._rlock:
             size, tag = self._take_header()
-            body = read_exactly(self._fds[0], size, "task pipe")
+            body = _read_exactly(self._fds[0], size)
             if tag:
                 _worker.acknowledge_start(tag)
             self._record[:] = bytes(_RECORD_SIZE)
@@ -262,34 +246,82 @@ class TaskChannel:
             self._close_fd()
 
 
-class ResultQueue(SimpleQueue[Any]):
-    """The pool's result queue; a worker pickles what it puts with plain pickle.
+class Inbox:
+    """The parent's end of one worker's outbox: whole messages, read without blocking.
 
-    What a worker of the process backend puts is ``(job, index, (ok, value))``
-    with an outcome in bytes or an exception ``multiprocessing.Pool`` wrapped
-    for the trip: nothing that needs ``ForkingPickler``'s reducers, each
-    instance of which copies their table (in a worker just forked, a page
-    copied for every reducer in it). It has no read lock: only the pool's
-    result thread reads it, with :class:`~._result_reader.ResultReader`.
+    Args:
+        conn: The read end; made non-blocking here (only this inbox reads it).
     """
 
-    def __init__(self, *, ctx: Any) -> None:
-        # SimpleQueue's own, less the read lock (a named semaphore to make,
-        # have every forked worker inherit, and free again, for each pool).
-        self._reader, self._writer = ctx.Pipe(duplex=False)
-        self._rlock = None
-        self._poll = self._reader.poll
-        self._wlock = ctx.Lock()
-
-    def get(self) -> Any:
-        raise TypeError("the result queue is read with ResultReader, by the pool's result thread")
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.fd: int = conn.fileno()
+        os.set_blocking(self.fd, False)
+        self._rest = b""  # the start of a message whose rest has not come
+        self._big: bytearray | None = None  # a long message being read into place
+        self._got = 0
 
     @property
-    def reader(self) -> Connection:
-        """The read end, which the pool's result thread reads (with a ``ResultReader``)."""
-        return cast("Connection", self._reader)
+    def cut(self) -> bool:
+        """Whether part of a message has come and the rest has not."""
+        return bool(self._rest) or self._big is not None
 
-    def put(self, obj: object) -> None:
-        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-        with self._wlock:
-            self._writer.send_bytes(data)
+    def read(self) -> tuple[list[memoryview], bool]:
+        """Take every whole message there is now.
+
+        Returns:
+            The messages, and whether the pipe is still open (False: every
+            writer is gone; any message cut short stays cut).
+        """
+        messages: list[memoryview] = []
+        fd = self.fd
+        while True:
+            big = self._big
+            try:
+                if big is not None:
+                    with memoryview(big) as view:
+                        n = os.readv(fd, [view[self._got :]])
+                    if not n:
+                        return messages, False
+                    self._got += n
+                    if self._got == len(big):
+                        messages.append(memoryview(big))
+                        self._big = None
+                    continue
+                data = os.read(fd, INBOX_READ)
+            except BlockingIOError:
+                return messages, True
+            if not data:
+                return messages, False
+            self._split(self._rest + data if self._rest else data, messages)
+
+    def _split(self, buffer: bytes, messages: list[memoryview]) -> None:
+        """Take the whole messages out of ``buffer``; keep or place the last part."""
+        view = memoryview(buffer)
+        start = 0
+        end_all = len(buffer)
+        while end_all - start >= _FRAME.size:
+            (size,) = _FRAME.unpack_from(buffer, start)
+            head = _FRAME.size
+            if size == -1:  # a message of 2 GiB or more: its length follows
+                if end_all - start < head + _LONG_FRAME.size:
+                    break
+                (size,) = _LONG_FRAME.unpack_from(buffer, start + head)
+                head += _LONG_FRAME.size
+            body = start + head
+            if body + size > end_all:
+                if size > INBOX_READ:  # read the rest straight into place
+                    big = bytearray(size)
+                    got = end_all - body
+                    big[:got] = view[body:]
+                    self._big, self._got = big, got
+                    self._rest = b""
+                    return
+                break
+            messages.append(view[body : body + size])
+            start = body + size
+        self._rest = buffer[start:]
+
+    def close(self) -> None:
+        """Close the read end."""
+        self.conn.close()

@@ -1,95 +1,183 @@
-"""The process backend: ``multiprocessing.Pool``, whose result thread also sees deaths.
+"""The process backend: worker processes of its own, looked after by one manager thread.
 
 ::
 
-    engine ──submit(run_blob, (id, fn bytes, items bytes, mode))──▶ mp.Pool
-                                                                     │ task channel
-        ┌────────────────────────────────────────────────────────────┘ (TaskChannel)
+    engine ── send(chunk) ──▶ frame ──▶ task channel: one pipe, one read lock (see ._pipes)
+              (caller's thread, or      │ written without blocking; what the pipe
+               the manager's)           │ cannot take yet waits in the outbox,
+                                        │ which the manager writes when it can
+                                        ▼
+    worker processes: worker_main() in multiprocessing.get_context(m).Process
+        │  each worker's own pipe (its outbox), in order:
+        │  b"R" ready, b"I" initializer failed, b"S" (pid, chunk id, t) chunk taken,
+        │  b"D" chunk id + outcome
         ▼
-    worker processes (started by mp.Pool with the configured start method)
-        │  ack pipe ──▶ the looks (see :mod:`._looks`)
-        │  result queue: outcome bytes ──▶ mp.Pool result thread ──▶ engine.complete
-        ▼                                  (reads with ResultReader; while it waits
-                                            it looks after the workers)
-    join(): close() first, then the joining thread looks after the workers
-    until every one has ended, then the pool's parts are closed.
-    terminate() (also at interpreter exit): the looks stop; if a queue's lock
-    is held, every worker is stopped and the locks freed; then the pool's own
-    terminate(), which takes those locks.
+    manager thread ("parallelkit-manager", one per executor) waits on all of:
+        each worker's pipe      → remembers who holds which chunk; engine.started(),
+                                  engine.complete()
+        each worker's sentinel  → the worker ended: reads the rest of its pipe, then
+                                  fails the chunk it still held (WorkerCrashedError),
+                                  frees the task channel if it died holding it, and
+                                  starts a worker in its place
+        the task pipe, writable → writes what send() could not (only while some waits)
+        a wake-up pipe          → send() left something to write, close(), terminate(),
+                                  a new earliest time limit
+        its poll's timeout      → the earliest time limit: engine.expired(chunk)
 
-``multiprocessing.Pool`` replaces dead workers but never fails the task they
-held; the looks (:mod:`._looks`) are what turn that hang into an error. No
-thread of its own: a pool's start and stop cost what
-``multiprocessing.Pool``'s do, plus the workers' orphan guards. Private
-attributes of the pool are read only through :mod:`._mp_private`.
+    abort(chunk) (a time limit, from the manager; a cancel, from any thread): SIGKILL to the worker
+    that holds the chunk; one not taken yet is doomed, and the worker that takes
+    it is killed when its ack is read. The manager sees the death like any other;
+    the engine has already failed the chunk.
+
+    close(): each worker is sent the word to end (a None task) behind the chunks
+    already written; the manager ends once every worker has ended (a worker
+    dying before that is replaced only while chunks wait in the pipe).
+    terminate() (also at interpreter exit): every worker is killed; the manager
+    reaps them, closes every pipe, and ends; terminate() waits for it.
+
+All the process bookkeeping lives in the manager thread, which alone starts,
+reaps and replaces workers: no other thread reads an exit status, so nothing
+races for it. ``max_tasks_per_worker`` is counted by the worker itself, which
+ends after that many chunks; the manager replaces it like any worker that ends.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import heapq
+import math
 import multiprocessing
 import os
+import select
+import signal
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
-from multiprocessing.pool import Pool
-from typing import Any, Final, final
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any, Final, final
 
 from .. import _worker
-from .._config import Settings
+from .._errors import WorkerCrashedError, describe_exit
 from .._lifeline import Lifeline
-from .._serialize import dumps, dumps_function
+from .._serialize import dumps, dumps_function, exception_from_envelope, loads
 from . import _mp_private
 from ._base import BackendOptions, Chunk, Hooks
-from ._looks import WorkerLooks
-from ._pipes import TaskChannel
+from ._pipes import Inbox, TaskChannel
+
+if TYPE_CHECKING:
+    from .._config import Settings
 
 __all__ = ("Backend",)
 
-#: At terminate(), once every worker is stopped: how long the result queue's
-#: lock must stay held before it is taken for a dead worker's.
-RESULT_LOCK_GRACE: Final = 0.1
+#: How often a worker whose sentinel fired but whose status cannot be read
+#: yet is looked at again.
+DYING_POLL: Final = 0.01
+#: How often its status is read again at once, while it finishes exiting.
+EXIT_WAIT: Final = 0.0002
+#: After a worker ended: how long the task channel's lock may stay held with
+#: no holder recorded before it is released on the dead worker's behalf.
+STALL: Final = 0.5
+#: How often that lock is looked at meanwhile.
+STALL_POLL: Final = 0.05
+#: How long terminate() waits for a killed worker to end.
+KILL_WAIT: Final = 5.0
+#: The kinds of message a worker writes (see :mod:`parallelkit._worker`), as their first byte.
+_RESULT: Final = _worker.RESULT[0]
+_STARTED: Final = _worker.ACK_STARTED[0]
+_READY: Final = _worker.ACK_READY[0]
+_INIT_FAILED: Final = _worker.ACK_INIT_FAILED[0]
+_IN: Final = select.POLLIN | select.POLLHUP | select.POLLERR
+_OUT: Final = select.POLLOUT | select.POLLERR
+
+
+@final
+class _Worker:
+    """One worker process, as the manager sees it."""
+
+    __slots__ = ("chunk", "inbox", "pid", "proc", "ready", "sentinel")
+
+    def __init__(self, proc: BaseProcess, inbox: Inbox) -> None:
+        self.proc = proc
+        self.pid: int = proc.pid or 0
+        self.inbox = inbox
+        self.sentinel: int = proc.sentinel
+        self.ready = False  # its start-up is over
+        self.chunk = 0  # the chunk it took last and has not finished, or 0
 
 
 @final
 class Backend:
-    """Runs chunks in worker processes of a ``multiprocessing.Pool``."""
+    """Runs chunks in worker processes started and looked after by this backend."""
 
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
-        # Weakly: the engine owns this backend, and a cycle would leave the pool
-        # (and its named semaphores) to the garbage collector instead of being
-        # freed as soon as the executor is.
+        # Weakly: the engine owns this backend, and the manager thread holds
+        # the backend; the engine must be freed as soon as its owner is.
         self._hooks: Hooks = weakref.proxy(hooks)
         self.workers = settings.workers
         self.window = 4 * settings.workers
         self.start_method: str | None = settings.start_method
-        context = multiprocessing.get_context(settings.start_method)
+        self.can_kill = True
+        self.timeout_note = ""
+        context: Any = multiprocessing.get_context(settings.start_method)
         if settings.start_method == "forkserver":
             # What a worker runs: the task channel, which loads the worker module.
             _mp_private.preload_in_forkserver(TaskChannel.__module__)
-        self._ack_reader, self._ack_writer = context.Pipe(duplex=False)
+        self._context = context
+        self._new_process: Callable[..., BaseProcess] = (
+            _mp_private.SpawnedWorker if settings.start_method == "spawn" else context.Process
+        )
         self._lifeline = Lifeline()
+        self._channel = TaskChannel(context, _chunk_id_of)
+        self._task_fd = self._channel.write_fd
+        os.set_blocking(self._task_fd, False)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._worker_args = (
+            os.getpid(),
+            self._lifeline,
+            dumps_function(options.initializer) if options.initializer else None,
+            dumps(tuple(options.initargs)) if options.initializer else None,
+            options.max_tasks_per_worker,
+        )
+
+        # Shared with the threads that call send() and abort(); held briefly.
+        self._lock = threading.Lock()
+        self._procs: dict[int, _Worker] = {}  # pid -> live worker
+        self._unstarted: set[int] = set()  # chunks written (or to write) that no worker took
+        self._doomed: set[int] = set()  # of those, the ones to stop once taken
+        self._taken: dict[int, int] = {}  # chunk id -> pid of the worker that holds it
+        self._killed: set[int] = set()  # pids killed on purpose
+        self._deadlines: list[tuple[float, int]] = []  # heap of (when, chunk id): time limits
+        self._closing = False
+        self._stopping = False
+        # What send() could not write yet, in order; guarded by _out_lock.
+        self._out_lock = threading.Lock()
+        self._outbox: list[memoryview] = []
+
+        # The manager thread's own.
+        self._poller = select.poll()
+        self._by_fd: dict[int, tuple[bool, _Worker]] = {}  # fd -> (is sentinel, worker)
+        self._dying: list[_Worker] = []  # sentinel fired, status not readable yet
+        self._told: set[int] = set()  # pids sent the word to end
+        self._writing = False  # the task pipe is polled for room
+        self._startup_failures = 0  # workers in a row that ended before they were ready
+        self._given_up = False  # the workers cannot start: no more are started
+        self._stall_since: float | None = None
+
         self._ending = threading.Lock()
         self._ended = False
-        init_blob = dumps_function(options.initializer) if options.initializer else None
-        args_blob = dumps(tuple(options.initargs)) if options.initializer else None
-        self.can_kill = True
-        self._channel = TaskChannel(context, _chunk_id_of)
-        self._looks = WorkerLooks(
-            self._hooks, self.workers, self.start_method, self._ack_reader, self._channel
-        )
-        self._pool: Pool = _mp_private.pool_with_task_channel(
-            self._channel,
-            self._looks.results,
-            settings.workers,
-            _worker.init_process_worker,
-            (self._ack_writer, os.getpid(), self._lifeline, init_blob, args_blob),
-            options.max_tasks_per_worker,
-            context,
-        )
-        self._looks.attach(self._pool)
+        try:
+            for _ in range(self.workers):
+                self._start_worker()
+        except BaseException:
+            self._shut_down()
+            raise
+        self._manager = threading.Thread(target=self._run, name="parallelkit-manager", daemon=True)
+        self._manager.start()
         _live.add(self)
 
     # -- the protocol -------------------------------------------------------------------
@@ -102,124 +190,426 @@ class Backend:
 
     def send(self, chunk: Chunk) -> None:
         assert isinstance(chunk.fn, bytes) and isinstance(chunk.payload, bytes)
-        hooks = self._hooks
-        looks = self._looks
-        unstarted = looks.unstarted
-        doomed = looks.doomed
-        # The pool's job holds these callbacks, and the chunk holds the job (its
-        # handle): the callbacks hold the chunk weakly, or a job the pool never
-        # finishes (terminated, forgotten) would keep the chunk, its map and the
-        # executor alive until the garbage collector runs. The engine holds a
-        # chunk as long as it runs; one it has let go needs no result.
-        chunk_id = chunk.id
-        count = chunk.count
-        ref = weakref.ref(chunk)
+        frame = self._channel.frame((chunk.id, chunk.fn, chunk.payload, chunk.mode))
+        with self._lock:
+            if self._closing or self._stopping:
+                raise RuntimeError("the process pool was closed")
+            self._unstarted.add(chunk.id)
+        self._write(frame)
 
-        def settled() -> Chunk | None:
-            unstarted.pop(chunk_id, None)
-            doomed.discard(chunk_id)  # its ack, if read late, must not stop the worker
-            current = ref()
-            if current is not None:
-                current.handle = None
-            return current
-
-        def done(blob: bytes) -> None:
-            current = settled()
-            if current is not None:
-                values, errors, elapsed = _worker.unpack_outcome(blob, count)
-                hooks.complete(current, values, errors, elapsed)
-
-        def failed(exc: BaseException) -> None:
-            current = settled()
-            if current is not None:
-                hooks.fail(current, exc)
-
-        with looks.track:
-            unstarted[chunk_id] = chunk
-        # The chunk id is the job's id: the task channel reads it back from the task.
-        chunk.handle = _mp_private.submit(
-            self._pool,
-            chunk_id,
-            _worker.run_blob,
-            (chunk_id, chunk.fn, chunk.payload, chunk.mode),
-            done,
-            failed,
-        )
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        # The manager keeps the time: no thread of its own for time limits.
+        with self._lock:
+            heapq.heappush(self._deadlines, (deadline, chunk.id))
+            first = self._deadlines[0][1] == chunk.id
+        if first and threading.current_thread() is not self._manager:
+            self._wake()  # it waits with a longer timeout, or none
+        return True
 
     def abort(self, chunk: Chunk) -> None:
-        looks = self._looks
-        pid = chunk.pid
-        if pid is not None and looks.holding.get(pid) == chunk.id:
-            looks.kill(pid)
-        else:
-            with looks.track:
-                if chunk.id in looks.unstarted:
-                    looks.doomed.add(chunk.id)  # stopped when a worker takes it
-        looks.forget(chunk)
+        with self._lock:
+            pid = self._taken.get(chunk.id)
+            if pid is not None:
+                self._kill(pid)
+            elif chunk.id in self._unstarted:
+                self._doomed.add(chunk.id)  # stopped when a worker takes it
 
     def close(self) -> None:
-        self._looks.closing = True  # from now on the pool's threads end on their own
-        self._pool.close()
+        with self._lock:
+            self._closing = True
+        self._wake()
 
     def join(self) -> None:
-        # No job is left: the pool's maintenance thread ends at once, and from
-        # then on the workers' exit statuses are read here, without waiting.
-        _mp_private.join_maintainer(self._pool)
-        self._looks.watch_until_ended()
-        self._pool.join()
-        self.terminate()  # runs the pool's finalizer now; the workers have exited
+        # After close(): the manager ends once every worker has ended.
+        if threading.current_thread() is not self._manager:
+            self._manager.join()
+        self.terminate()  # nothing is left to stop; marks the backend ended
 
     def terminate(self) -> None:
-        looks = self._looks
-        looks.stop.set()  # no look acts any more: each checks this while it holds the looks
-        # One caller at a time: the pool's finalizer must not run twice at once
-        # (it takes the task queue's lock and never gives it back). While the
-        # interpreter finalizes, a thread frozen mid-terminate may hold the lock
-        # for ever: then only the workers are stopped, without waiting.
+        # While the interpreter finalizes, a thread frozen mid-terminate may
+        # hold the lock for ever: then only the workers are stopped.
         if not self._ending.acquire(blocking=not sys.is_finalizing()):
-            looks.kill_workers()
+            self._kill_all()
             return
         try:
             if self._ended:
                 return
-            with looks.held():
-                pass  # a look under way ends first; none begins after stop was set
-            task_lock = _mp_private.inqueue_lock(self._pool)
-            result_lock = _mp_private.outqueue_lock(self._pool)
-            if (
-                looks.deaths
-                or _mp_private.lock_held(task_lock)
-                or _mp_private.lock_held(result_lock)
-            ):
-                # The pool's own shutdown takes both queues' locks. A holder may
-                # be a worker that died (also one the looks have not seen yet,
-                # which would leave the shutdown waiting for ever) or a live one
-                # (an idle worker holds the task queue's): stop every worker
-                # first, then no holder is alive, and free the locks.
-                _mp_private.stop_replacing(self._pool)
-                looks.kill_workers(wait=1.0)
-                _mp_private.release_orphaned_lock(task_lock)
-                # The pool's task thread also takes the result queue's lock, for
-                # a moment, to write its end marker: held on, it is a dead worker's.
-                _mp_private.release_orphaned_lock(result_lock, held_for=RESULT_LOCK_GRACE)
-            looks.results.ending = True  # a result cut short by a kill is not waited for
-            # The engine has failed the chunks still running: their jobs will never
-            # finish. Dropped now, as the pool's shutdown refuses to run with jobs
-            # left once its result thread has ended (it ends on a result cut short).
-            _mp_private.drop_jobs(self._pool)
-            self._pool.terminate()  # joins the result thread (unless it is this one)
-            _mp_private.release_terminated(self._pool)
-            with looks.track:  # chunks that never started hold their maps: let go
-                looks.unstarted.clear()
-                looks.doomed.clear()
-            self._channel.close()
-            for conn in (self._ack_writer, self._ack_reader):
-                with contextlib.suppress(OSError):
-                    conn.close()
-            self._lifeline.close()  # the workers have ended; any left would be killed
+            self._kill_all()
+            self._wake()
+            if threading.current_thread() is not self._manager and not sys.is_finalizing():
+                self._manager.join()  # it reaps the workers and closes every pipe
             self._ended = True
+            _live.discard(self)
         finally:
             self._ending.release()
+
+    def processes(self) -> list[BaseProcess]:
+        """Return the live worker processes (for tests and diagnostics)."""
+        with self._lock:
+            return [worker.proc for worker in self._procs.values()]
+
+    # -- any thread ---------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._out_lock:
+            self._wake_held()
+
+    def _wake_held(self) -> None:
+        """Wake the manager (hold ``_out_lock``: the pipe is closed under it)."""
+        if self._wake_w >= 0:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"\0")  # a full pipe wakes the manager as well
+
+    def _kill(self, pid: int) -> None:
+        """Kill worker ``pid`` on purpose (its death is no crash); hold ``_lock``."""
+        self._killed.add(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def _kill_all(self) -> None:
+        """Stop the pool: kill every worker; no new one is started."""
+        with self._lock:
+            self._stopping = True
+            for pid in self._procs:
+                self._kill(pid)  # not reaped yet (only the manager reaps): still ours
+
+    def _write(self, frame: bytes) -> None:
+        """Write a frame to the task pipe without blocking; the manager writes the rest."""
+        with self._out_lock:
+            if not self._outbox:
+                try:
+                    written = os.write(self._task_fd, frame)
+                except BlockingIOError:
+                    written = 0
+                if written == len(frame):
+                    return
+                self._outbox.append(memoryview(frame)[written:])
+                self._wake_held()
+            else:
+                self._outbox.append(memoryview(frame))
+
+    # -- the manager thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = self._poller
+        poller.register(self._wake_r, select.POLLIN)
+        try:
+            while not self._stopping:
+                if self._closing and self._close_step():
+                    return
+                self._want_to_write()
+                events = poller.poll(self._timeout())
+                for fd, event in events:
+                    if fd == self._wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                    elif fd == self._task_fd:
+                        self._flush(event)
+                    else:
+                        found = self._by_fd.get(fd)
+                        if found is None:
+                            continue
+                        is_sentinel, worker = found
+                        if is_sentinel:
+                            self._ending_worker(worker)
+                        else:
+                            self._read(worker)
+                self._reap_dying()
+                self._watch_stall()
+                self._expire_due()
+        except ReferenceError:  # the engine is gone: nobody is left to tell
+            pass
+        except BaseException as exc:  # a bug, or no process can start: never a hang
+            with contextlib.suppress(ReferenceError):
+                self._hooks.broken(exc)
+            raise
+        finally:
+            self._shut_down()
+
+    def _timeout(self) -> int | None:
+        """How long the next wait may last, in milliseconds (None: until something comes)."""
+        seconds: float | None = None
+        if self._dying:
+            seconds = DYING_POLL
+        elif self._stall_since is not None:
+            seconds = STALL_POLL
+        with self._lock:
+            if self._deadlines:
+                left = self._deadlines[0][0] - time.monotonic()
+                seconds = left if seconds is None else min(seconds, left)
+        return None if seconds is None else max(0, math.ceil(seconds * 1000))
+
+    def _expire_due(self) -> None:
+        """Chunks past their time limit: the engine fails them and has their workers killed."""
+        now = time.monotonic()
+        due: list[int] = []
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now:
+                due.append(heapq.heappop(self._deadlines)[1])
+        for chunk_id in due:
+            chunk = self._hooks.running(chunk_id)
+            if chunk is not None:
+                self._hooks.expired(chunk)
+
+    def _want_to_write(self) -> None:
+        with self._out_lock:
+            waiting = bool(self._outbox)
+        if waiting != self._writing:
+            if waiting:
+                self._poller.register(self._task_fd, select.POLLOUT)
+            else:
+                self._poller.unregister(self._task_fd)
+            self._writing = waiting
+
+    def _flush(self, event: int) -> None:
+        with self._out_lock:
+            if event & select.POLLERR:
+                self._outbox.clear()  # no reader is left
+                return
+            while self._outbox:
+                data = self._outbox[0]
+                try:
+                    written = os.write(self._task_fd, data)
+                except BlockingIOError:
+                    return
+                if written < len(data):
+                    self._outbox[0] = data[written:]
+                    return
+                del self._outbox[0]
+
+    def _close_step(self) -> bool:
+        """After close(): tell each worker to end; True once every one has ended."""
+        with self._lock:
+            untold = [pid for pid in self._procs if pid not in self._told]
+            done = not self._procs and not self._dying and not self._replacing()
+        for pid in untold:
+            self._told.add(pid)
+            self._write(self._channel.frame(None))
+        return done
+
+    def _replacing(self) -> bool:
+        """Whether a worker that ended is replaced (hold ``_lock``)."""
+        if self._stopping or self._given_up:
+            return False
+        return not self._closing or bool(self._unstarted)
+
+    def _start_worker(self) -> None:
+        reader, writer = self._context.Pipe(duplex=False)
+        proc = self._new_process(
+            target=_worker.worker_main,
+            args=(self._channel, writer, *self._worker_args),
+            daemon=True,
+        )
+        try:
+            proc.start()
+        finally:
+            writer.close()  # the worker's now: the pipe ends with it
+        worker = _Worker(proc, Inbox(reader))
+        with self._lock:
+            self._procs[worker.pid] = worker
+            if self._stopping:
+                self._kill(worker.pid)
+        self._by_fd[worker.inbox.fd] = (False, worker)
+        self._by_fd[worker.sentinel] = (True, worker)
+        self._poller.register(worker.inbox.fd, _IN)
+        self._poller.register(worker.sentinel, _IN)
+
+    def _read(self, worker: _Worker) -> None:
+        messages, still_open = worker.inbox.read()
+        if not still_open:
+            self._unwatch(worker.inbox.fd)
+        for message in messages:
+            self._on_message(worker, message)
+
+    def _on_message(self, worker: _Worker, message: memoryview) -> None:
+        kind = message[0]
+        if kind == _RESULT:
+            (chunk_id,) = _worker.CHUNK_ID.unpack_from(message, 1)
+            with self._lock:
+                self._taken.pop(chunk_id, None)
+                if worker.chunk == chunk_id:
+                    worker.chunk = 0
+            chunk = self._hooks.running(chunk_id)
+            if chunk is not None:
+                values, errors, elapsed = _worker.unpack_outcome(
+                    message[1 + _worker.CHUNK_ID.size :], chunk.count
+                )
+                self._hooks.complete(chunk, values, errors, elapsed)
+        elif kind == _STARTED:
+            _, chunk_id, when = _worker.ACK_FORMAT.unpack_from(message, 1)
+            with self._lock:
+                self._unstarted.discard(chunk_id)
+                worker.chunk = chunk_id
+                self._taken[chunk_id] = worker.pid
+                doomed = chunk_id in self._doomed
+                if doomed:
+                    self._doomed.discard(chunk_id)
+                    self._kill(worker.pid)
+            if not doomed:
+                self._hooks.started(chunk_id, worker.pid, when)
+        elif kind == _READY:
+            worker.ready = True
+            self._startup_failures = 0
+        elif kind == _INIT_FAILED:
+            _, envelope = loads(message[1:])
+            self._give_up(exception_from_envelope(envelope))
+
+    def _unwatch(self, fd: int) -> None:
+        if self._by_fd.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
+    def _ending_worker(self, worker: _Worker) -> None:
+        """A worker's sentinel fired: read what it wrote, then its status."""
+        self._unwatch(worker.sentinel)
+        if worker.inbox.fd in self._by_fd:
+            self._read(worker)  # every message it wrote came before its end
+        code = worker.proc.exitcode
+        deadline = time.monotonic() + DYING_POLL
+        # The sentinel fires as the worker's files close, a moment before its
+        # status can be read: wait that moment here rather than a DYING_POLL.
+        while code is None and time.monotonic() < deadline:
+            time.sleep(EXIT_WAIT)
+            code = worker.proc.exitcode
+        if code is None:
+            self._dying.append(worker)
+        else:
+            self._worker_gone(worker, code)
+
+    def _reap_dying(self) -> None:
+        if not self._dying:
+            return
+        dying, self._dying = self._dying, []
+        for worker in dying:
+            code = worker.proc.exitcode
+            if code is None:
+                self._dying.append(worker)
+            else:
+                self._worker_gone(worker, code)
+
+    def _worker_gone(self, worker: _Worker, code: int) -> None:
+        """Worker ended with exit code ``code``: fail what it held, replace it."""
+        pid = worker.pid
+        with self._lock:
+            del self._procs[pid]
+            chunk_id = worker.chunk
+            self._taken.pop(chunk_id, None)
+            on_purpose = pid in self._killed or self._stopping
+            self._killed.discard(pid)
+        self._unwatch(worker.inbox.fd)
+        worker.inbox.close()
+        # Ended: join() returns at once, and lets multiprocessing forget the
+        # process (not close(): a caller may hold it; its descriptors close as
+        # it is freed).
+        worker.proc.join(0)
+        if chunk_id and self._hooks.running(chunk_id) is not None:
+            self._fail_crashed(chunk_id, pid, code, "while running {}")
+        elif not worker.ready and code > 0 and not on_purpose:
+            self._startup_failed(pid, code)
+        self._check_task_channel()
+        with self._lock:
+            replace = self._replacing()
+        if replace:
+            self._start_worker()
+
+    def _check_task_channel(self) -> None:
+        """After a worker ended: free the task channel if it died reading it.
+
+        The channel records who holds its lock and which chunk they are
+        taking (see :mod:`._pipes`). A holder that has died leaves the lock
+        held (CPython gh-96062): it is released for it, and a chunk it had
+        taken but not acknowledged fails. A lock held with no holder recorded
+        for :data:`STALL` seconds lost its holder in the instant between
+        taking the lock and saying so: it is released too (see _watch_stall).
+        """
+        if not _mp_private.lock_held(self._channel.lock):
+            return
+        pid, chunk_id = self._channel.holder()
+        if pid == 0:
+            if self._stall_since is None:
+                self._stall_since = time.monotonic()
+            return
+        with self._lock:
+            if pid in self._procs:
+                return  # a live reader
+            lost = chunk_id in self._unstarted
+            self._unstarted.discard(chunk_id)
+            self._doomed.discard(chunk_id)
+        self._channel.release_for_dead_reader()
+        if lost and self._hooks.running(chunk_id) is not None:
+            self._fail_crashed(
+                chunk_id, pid, None, "while taking {} from the queue, before it started"
+            )
+
+    def _watch_stall(self) -> None:
+        since = self._stall_since
+        if since is None:
+            return
+        if not _mp_private.lock_held(self._channel.lock) or self._channel.holder()[0] != 0:
+            self._stall_since = None
+        elif time.monotonic() - since > STALL:
+            self._stall_since = None
+            self._channel.release_for_dead_reader()
+
+    def _fail_crashed(self, chunk_id: int, pid: int, code: int | None, when: str) -> None:
+        chunk = self._hooks.running(chunk_id)
+        if chunk is None:
+            return
+        self._hooks.fail(
+            chunk,
+            WorkerCrashedError(
+                f"worker pid {pid} died with {describe_exit(code)} {when.format(chunk.label)}; "
+                "the worker was replaced and the executor is still usable",
+                pid=pid,
+                exitcode=code,
+                task=chunk.label,
+            ),
+        )
+
+    def _startup_failed(self, pid: int, code: int) -> None:
+        """A worker died before it was ready: after a few in a row, give up."""
+        self._startup_failures += 1
+        if self._startup_failures < max(3, self.workers):
+            return
+        self._give_up(
+            RuntimeError(
+                f"worker processes keep exiting during start-up (the last, pid {pid}, with "
+                f"{describe_exit(code)}) before they can run a task; under the "
+                f"{self.start_method} start method a common cause is a main module without an "
+                "'if __name__ == \"__main__\":' guard, or one that fails to import"
+            )
+        )
+
+    def _give_up(self, failure: BaseException) -> None:
+        """The workers cannot run anything: the engine is broken (it then terminates)."""
+        self._given_up = True
+        self._hooks.broken(failure)
+
+    def _shut_down(self) -> None:
+        """On the manager's way out: every worker ends, every pipe closes."""
+        self._kill_all()
+        for worker in list(self._procs.values()):
+            worker.proc.join(KILL_WAIT)
+            with self._lock:
+                del self._procs[worker.pid]
+            worker.inbox.close()
+        for worker in self._dying:
+            worker.inbox.close()
+        self._dying = []
+        self._by_fd.clear()
+        with self._lock:
+            self._unstarted.clear()
+            self._doomed.clear()
+            self._taken.clear()
+            self._deadlines.clear()
+        with self._out_lock:
+            self._outbox.clear()
+            self._channel.close()
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_w = -1
+            self._wake_r = -1
+        self._lifeline.close()  # the workers have ended; any left would be killed
 
 
 #: Process backends not yet terminated.
@@ -230,16 +620,14 @@ _live: weakref.WeakSet[Backend] = weakref.WeakSet()
 def _terminate_at_exit() -> None:
     """At interpreter exit, terminate every backend still running.
 
-    ``multiprocessing``'s own exit hook (registered earlier, so run later)
-    would terminate their pools with ``Pool.terminate()`` alone, which waits
-    for ever on a queue's lock held by a worker that died; :meth:`Backend.terminate`
-    frees such locks first, and stops the looks so that they do not take the
-    workers' end for a failure.
+    Its manager is a daemon thread (a pool never shut down must not keep the
+    interpreter from exiting), which stops running as the interpreter
+    finalizes: the workers are stopped and reaped before that.
     """
     for backend in list(_live):
         backend.terminate()
 
 
-def _chunk_id_of(task: tuple[int, int, object, object, object] | None) -> int:
-    """The chunk id of a task that the pool writes (its job id, see ``send``), or 0."""
-    return 0 if task is None else task[0]
+def _chunk_id_of(task: tuple[int, bytes, bytes, int]) -> int:
+    """The chunk id of a task (see ``send``)."""
+    return task[0]

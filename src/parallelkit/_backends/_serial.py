@@ -25,6 +25,7 @@ class Backend:
 
     start_method: str | None = None
     can_kill = False
+    timeout_note = ""
     window = 1
     workers = 1
 
@@ -49,6 +50,10 @@ class Backend:
             self._hooks.broken(self._init_error)
             return
         _inline.run_chunk(self._hooks, chunk, catch_interrupt=False)
+
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        """No clock of its own: the engine keeps the time."""
+        return False
 
     def abort(self, chunk: Chunk) -> None:
         """Nothing runs in the background."""

@@ -1,18 +1,16 @@
-"""The thread backend: ``multiprocessing.dummy.Pool`` (threads, one process).
+"""The thread backend: plain threads in this process.
 
 ::
 
-    engine ── send(chunk) ──▶ chunk queue (queue.SimpleQueue) ──▶ each thread of a
-                                                                  multiprocessing.dummy.Pool
-                                                                  runs one long job:
-    engine ◀── hooks.started / hooks.complete ────────────────── take a chunk, run it
-                 (called from those threads)                       (None: the job ends)
+    engine ── send(chunk) ──▶ chunk queue (queue.SimpleQueue) ──▶ worker threads
+                                                                  ("parallelkit-thread-N"):
+    engine ◀── hooks.started / hooks.complete ─────────────────── the initializer first, then
+                 (called from those threads)                       take a chunk, run it
+                                                                   (None: the thread ends)
 
-Each of the pool's threads runs one job for the life of the pool, which takes
-chunks from the queue: a chunk costs one queue hand-over, as a task of
-``ThreadPoolExecutor`` does, instead of ``apply_async``'s three (the pool's
-task thread, a worker, the pool's result thread).
-
+A chunk costs one queue hand-over, as a task of ``ThreadPoolExecutor`` does.
+``terminate()`` waits for the threads that are not running a task's code
+(they end at once); those that are run on until it returns.
 A thread cannot be killed: a chunk that passes its ``task_timeout`` fails on
 time for the caller, but its thread runs on until the function returns.
 """
@@ -20,54 +18,60 @@ time for the caller, but its thread runs on until the function returns.
 from __future__ import annotations
 
 import contextlib
-import functools
 import queue
 import threading
 import weakref
 from collections.abc import Callable
-from multiprocessing.dummy import Pool as ThreadPool
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, Final, final
 
-from .._config import Settings
-from . import _inline, _mp_private
+from . import _inline
 from ._base import BackendOptions, Chunk, Hooks
 
+if TYPE_CHECKING:
+    from .._config import Settings
+
 __all__ = ("Backend",)
+
+#: How long terminate() waits for a thread that was not running a task's code
+#: when it looked (one may have just taken a chunk).
+JOIN_WAIT: Final = 1.0
 
 
 @final
 class Backend:
-    """Runs chunks in the threads of a ``multiprocessing.dummy.Pool``."""
+    """Runs chunks in threads of its own."""
 
     start_method: str | None = None
     can_kill = False
+    timeout_note = "; its thread cannot be stopped and runs on, its result is discarded"
 
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
-        # Weakly, and nothing the pool holds refers to this backend: with a
-        # cycle, the pool (and the named semaphores of its change notifier)
-        # would be freed by the garbage collector, not as soon as the executor is.
+        # Weakly, and nothing the threads hold refers to this backend: a dropped
+        # executor is freed by reference counting, not by the garbage collector.
         self._hooks: Hooks = weakref.proxy(hooks)
         self._check_pickle = settings.check_pickle
         self._ending = threading.Lock()
         self._ended = False
-        self._init_failed = threading.Event()
         self.workers = settings.workers
         self.window = 4 * settings.workers
         # max_tasks_per_worker recycles processes (leaks, fragmentation); threads
         # share one process, so there is nothing to recycle.
-        self._pool = ThreadPool(
-            settings.workers,
-            functools.partial(
-                _init_thread,
-                options.initializer,
-                tuple(options.initargs),
-                self._init_failed,
-                self._hooks,
-            ),
-        )
         self._chunks: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
-        for _ in range(self.workers):
-            self._pool.apply_async(_take_chunks, (self._chunks, self._hooks, self._init_failed))
+        failed = threading.Event()
+        # Threads running the user's code (a task, the initializer).
+        self._busy: set[int] = set()
+        self._threads = [
+            threading.Thread(
+                target=_thread_main,
+                args=(options.initializer, tuple(options.initargs), self._chunks, self._hooks),
+                kwargs={"failed": failed, "busy": self._busy},
+                name=f"parallelkit-thread-{i}",
+                daemon=True,
+            )
+            for i in range(settings.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         return _inline.prepare_fn(fn, self._check_pickle)
@@ -78,51 +82,79 @@ class Backend:
     def send(self, chunk: Chunk) -> None:
         self._chunks.put(chunk)
 
+    def keep_time(self, chunk: Chunk, deadline: float) -> bool:
+        """No clock of its own: the engine keeps the time."""
+        return False
+
     def abort(self, chunk: Chunk) -> None:
         """Threads cannot be stopped; the engine has already failed the chunk."""
 
     def close(self) -> None:
-        # The engine closes its backend once nothing is queued or running.
-        self._end_jobs()
-        self._pool.close()
+        # Behind the chunks already queued: each thread ends once they have run.
+        with self._ending:
+            self._end_threads()
 
     def join(self) -> None:
-        self._pool.join()
-        self.terminate()  # runs the pool's finalizer now; the threads have ended
+        me = threading.current_thread()
+        for thread in self._threads:
+            if thread is not me:
+                thread.join()
+        self.terminate()
 
     def terminate(self) -> None:
-        # One caller at a time: the pool's finalizer must not run twice at once.
+        # A running task cannot be stopped: its thread ends once it returns
+        # (not waited for, as with multiprocessing.dummy.Pool). The others end
+        # at once and are waited for: a thread still reporting a chunk holds
+        # the chunk, and through its callbacks the executor.
         with self._ending:
-            if not self._ended:
-                # Chunks still queued do not run: the engine has failed them.
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        self._chunks.get_nowait()
-                self._end_jobs()
-                self._pool.terminate()
-                _mp_private.release_terminated(self._pool)
-                self._ended = True
+            # Chunks still queued do not run: the engine has failed them. The
+            # words to end are taken too (by an earlier close() or terminate()):
+            # each thread gets one again.
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._chunks.get_nowait()
+            self._ended = False
+            self._end_threads()
+        me = threading.current_thread()
+        for thread in self._threads:
+            if thread is not me and thread.ident not in self._busy:
+                thread.join(JOIN_WAIT)
 
-    def _end_jobs(self) -> None:
-        for _ in range(self.workers):
-            self._chunks.put(None)
+    def _end_threads(self) -> None:
+        """Queue each thread's word to end, once (hold ``_ending``)."""
+        if not self._ended:
+            self._ended = True
+            for _ in range(self.workers):
+                self._chunks.put(None)
 
 
-def _take_chunks(
-    chunks: queue.SimpleQueue[Chunk | None], hooks: Hooks, failed: threading.Event
+def _thread_main(
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+    chunks: queue.SimpleQueue[Chunk | None],
+    hooks: Hooks,
+    *,
+    failed: threading.Event,
+    busy: set[int],
 ) -> None:
-    """The job each thread of the pool runs: take chunks and run them until None comes.
+    """What each worker thread runs: the initializer, then chunks until None comes.
 
     Holds no reference to the backend or the engine (``hooks`` is a weak
     proxy): a dropped executor is freed by reference counting.
     """
+    me = threading.get_ident()
+    busy.add(me)
+    try:
+        _init_thread(initializer, initargs, failed, hooks)
+    finally:
+        busy.discard(me)
     while True:
         chunk = chunks.get()
         if chunk is None:
             return
         try:
             if not failed.is_set():  # else the engine is broken: its chunks fail there
-                _inline.run_chunk(hooks, chunk, catch_interrupt=True)
+                _inline.run_chunk(hooks, chunk, catch_interrupt=True, busy=busy)
         except ReferenceError:  # the engine is gone: nobody to tell
             return
         except BaseException as exc:  # not the task's: run_chunk reports those
@@ -144,7 +176,7 @@ def _init_thread(
     try:
         initializer(*initargs)
     except BaseException as exc:
-        # Reported once; the pool is terminated and no task runs after this.
+        # Reported once; the backend is terminated and no task runs after this.
         failed.set()
         with contextlib.suppress(ReferenceError):  # the executor is gone: nobody to tell
             hooks.broken(exc)

@@ -33,7 +33,6 @@ from .._config import Settings
 from .._errors import ClosedChannelError
 from .._serialize import loads
 from ._queue import Queue, _ProcessQueue, _ThreadQueue
-from ._select import PROCESS
 from ._sharing import SEM_VALUE_MAX, SEMAPHORE, RawSemLock, create_semlock, open_semlock, own
 from ._sync import Condition, Lock
 from ._types import T
@@ -83,7 +82,8 @@ class _ProcessJoinableQueue(_ProcessQueue):
     @classmethod
     def create(cls, maxsize: int) -> Self:
         self = super().create(maxsize)
-        self._cond = Condition(Lock(backend=PROCESS))
+        # This is the implementation that crosses processes: its lock must too.
+        self._cond = Condition(Lock(backend="process"))
         self._unfinished, name = create_semlock(SEMAPHORE, 0, SEM_VALUE_MAX)
         own(self, semaphores=(name,))
         self._state = (*self._state, self._cond, name)

@@ -8,11 +8,10 @@ a spawned function or a second thread may still be on the other end).
 
 from __future__ import annotations
 
+from .._backends._registry import crosses_processes
 from .._config import Settings, resolve_settings
 
-__all__ = ("PROCESS", "is_process", "resolve")
-
-PROCESS = "process"
+__all__ = ("is_process", "resolve")
 
 
 def resolve(backend: str | None) -> Settings:
@@ -32,4 +31,4 @@ def resolve(backend: str | None) -> Settings:
 
 def is_process(settings: Settings) -> bool:
     """Whether channels for ``settings`` must cross processes."""
-    return settings.backend == PROCESS
+    return crosses_processes(settings.backend)

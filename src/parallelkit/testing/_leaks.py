@@ -16,6 +16,8 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import final
 
+from .._backends._mp_private import helper_fds
+
 __all__ = ("LeakError", "Snapshot", "no_leaks", "snapshot")
 
 _SESSION_HELPERS = (b"multiprocessing.forkserver", b"multiprocessing.resource_tracker")
@@ -61,22 +63,6 @@ def _children() -> frozenset[int]:
     return frozenset(found)
 
 
-def _helper_fds() -> set[int]:
-    fds: set[int] = set()
-    try:
-        from multiprocessing import forkserver, resource_tracker
-
-        server = forkserver._forkserver  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-        alive = getattr(server, "_forkserver_alive_fd", None)  # pyright: ignore[reportUnknownArgumentType]
-        tracker = getattr(resource_tracker._resource_tracker, "_fd", None)  # pyright: ignore[reportPrivateUsage]
-        for fd in (alive, tracker):
-            if isinstance(fd, int):
-                fds.add(fd)
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
-    return fds
-
-
 def _fds() -> frozenset[int]:
     try:
         return frozenset(int(fd) for fd in os.listdir("/proc/self/fd"))
@@ -104,7 +90,7 @@ def _new_since(before: Snapshot) -> list[str]:
     ]
     if threads:
         problems.append("threads " + ", ".join(sorted(repr(t.name) for t in threads)))
-    fds = now.fds - before.fds - _helper_fds()
+    fds = now.fds - before.fds - helper_fds()
     if fds:
         targets: list[str] = []
         for fd in sorted(fds):
