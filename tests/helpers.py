@@ -157,3 +157,39 @@ def run_with_tests_importable(script: Path, timeout: float) -> subprocess.Comple
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
+
+
+def run_user_script(
+    source: str,
+    tmp_path: Path,
+    *,
+    backend: str,
+    start_method: str | None = None,
+    name: str = "program",
+) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` as a user's script ``<name>.py`` in ``tmp_path``, on ``backend``.
+
+    The backend (and, if given, the start method) come from the environment,
+    as an operator would set them; output is unbuffered, as on a terminal,
+    and captured.
+    """
+    script = tmp_path / f"{name}.py"
+    script.write_text(source, encoding="utf-8")
+    env = {
+        **os.environ,
+        "PARALLELKIT_BACKEND": backend,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    env.pop("PARALLELKIT_START_METHOD", None)
+    if start_method is not None:
+        env["PARALLELKIT_START_METHOD"] = start_method
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )

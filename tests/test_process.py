@@ -18,6 +18,7 @@ import pytest
 
 import parallelkit
 from parallelkit import Event, Process, Queue
+from tests.helpers import run_user_script
 
 METHODS = [
     m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()
@@ -307,18 +308,7 @@ if __name__ == "__main__":
 
 
 def run_script(source: str, backend: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "program.py"
-    script.write_text(source, encoding="utf-8")
-    env = {**os.environ, "PARALLELKIT_BACKEND": backend, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
+    return run_user_script(source, tmp_path, backend=backend)
 
 
 @pytest.mark.parametrize("backend_name", ["process", "thread"])

@@ -17,12 +17,11 @@ were printed.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_user_script
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "channels.md"
 BACKENDS = ["process", "thread"]
@@ -171,25 +170,9 @@ def run_script(
     source: str, name: str, backend: str, start_method: str | None, tmp_path: Path
 ) -> str:
     """Run ``source`` as a script on ``backend``: it must succeed quietly; return its output."""
-    script = tmp_path / f"seed_{name}.py"  # not queue.py: that would shadow the stdlib
-    script.write_text(source, encoding="utf-8")
-    env = {
-        **os.environ,
-        "PARALLELKIT_BACKEND": backend,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(sys.path),
-    }
-    env.pop("PARALLELKIT_START_METHOD", None)
-    if start_method is not None:
-        env["PARALLELKIT_START_METHOD"] = start_method
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=tmp_path,
-        env=env,
-        check=False,
+    # Named seed_*.py, not queue.py: that would shadow the stdlib.
+    result = run_user_script(
+        source, tmp_path, backend=backend, start_method=start_method, name=f"seed_{name}"
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

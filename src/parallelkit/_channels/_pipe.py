@@ -63,7 +63,7 @@ from .._errors import ClosedChannelError
 from .._serialize import dumps, loads, roundtrip
 from ._select import is_process, resolve
 from ._sharing import at_exit, create_fifo, gone, local_reduce, new_token, own, remember
-from ._stream import CAPACITY, DATA, PIPE_BUF, frame, split_header
+from ._stream import CAPACITY, DATA, PIPE_BUF, advance, frame, split_header
 from ._types import T, T_co, T_contra
 
 if sys.platform == "win32":  # pragma: no cover - process channels need POSIX FIFOs
@@ -533,14 +533,7 @@ class _ProcessEnd:
                     raise _peer_closed() from None
                 time.sleep(_LANDING_POLL)  # a copy of the peer is on its way
                 continue
-            while written and views:
-                head = views[0]
-                if written >= len(head):
-                    written -= len(head)
-                    views.pop(0)
-                else:
-                    views[0] = head[written:]
-                    written = 0
+            views = advance(views, written)
 
     # -- receiving --------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ __all__ = (
     "HEADER",
     "WAKE",
     "Fifo",
+    "advance",
     "frame",
     "split_header",
 )
@@ -206,7 +207,7 @@ class Fifo:
                 written = os.writev(self._nb, views[:_IOV_MAX])
             except BlockingIOError:
                 written = 0
-            views = _advance(views, written)
+            views = advance(views, written)
             if views and not written:
                 problem = give_up()  # type: ignore[operator]
                 if isinstance(problem, BaseException):
@@ -265,7 +266,8 @@ class Fifo:
         return os.read(self._rd, n)
 
 
-def _advance(views: list[memoryview], written: int) -> list[memoryview]:
+def advance(views: list[memoryview], written: int) -> list[memoryview]:
+    """Drop the first ``written`` bytes of a vectored write's parts (what ``writev`` took)."""
     while written and views:
         head = views[0]
         if written >= len(head):
@@ -287,7 +289,7 @@ def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
     else:
         views = [memoryview(p).cast("B") for p in parts]
     while views:
-        views = _advance(views, os.writev(fd, views[:_IOV_MAX]))
+        views = advance(views, os.writev(fd, views[:_IOV_MAX]))
 
 
 def monotonic_deadline(timeout: float | None) -> float | None:
