@@ -519,6 +519,7 @@ class _ProcessEnd:
     def _write_slow(self, fd: int, views: list[memoryview]) -> None:
         waiter = select.poll()
         waiter.register(fd, select.POLLOUT)
+        looked_again = False
         while views:
             try:
                 written = os.writev(fd, views[:_IOV_MAX])
@@ -529,10 +530,16 @@ class _ProcessEnd:
                 _sweep()
                 continue
             except BrokenPipeError:
-                if not _in_flight(self._folder, self._peer):
-                    raise _peer_closed() from None
-                time.sleep(_LANDING_POLL)  # a copy of the peer is on its way
-                continue
+                if _in_flight(self._folder, self._peer):
+                    time.sleep(_LANDING_POLL)  # a copy of the peer is on its way
+                    continue
+                if not looked_again:
+                    # A copy that landed between the write and the look for tickets
+                    # opened its reader before it removed its ticket: write once more.
+                    looked_again = True
+                    continue
+                raise _peer_closed() from None
+            looked_again = False
             views = advance(views, written)
 
     # -- receiving --------------------------------------------------------------------------
@@ -567,8 +574,12 @@ class _ProcessEnd:
                 if _in_flight(self._folder, self._peer):
                     time.sleep(_LANDING_POLL)
                     continue
-                self._eof = True
-                raise EOFError
+                # A copy that landed between that read and the look for tickets opened
+                # its writer before it removed its ticket: read once more.
+                head = os.read(fd, 8)
+                if not head:
+                    self._eof = True
+                    raise EOFError
             if len(head) < 8:
                 head += self._read(fd, 8 - len(head))
             kind, length = split_header(head)
