@@ -33,7 +33,16 @@ from typing import Final, NamedTuple, cast, final
 from ._backends._registry import backend_names
 from ._errors import ConfigError
 
-__all__ = ("Settings", "config", "current_settings", "default_workers", "resolve_settings")
+__all__ = (
+    "Settings",
+    "Source",
+    "config",
+    "config_file",
+    "current_settings",
+    "default_workers",
+    "resolve_settings",
+    "resolve_with_sources",
+)
 
 #: The start method used when none is configured, on every Python version.
 DEFAULT_START_METHOD: Final = "forkserver"
@@ -235,6 +244,7 @@ def _file_mtime(path: str) -> float | None:
 
 
 def _file_values() -> tuple[dict[str, object], str]:
+    """The settings of the config file in force, and its path ("" when there is none)."""
     found = _find_config_file()
     if found is None:
         return {}, ""
@@ -245,7 +255,7 @@ def _file_values() -> tuple[dict[str, object], str]:
         cached = _read_settings(path, explicit)
         _file_cache.clear()
         _file_cache[key] = cached
-    return cached, f"config file {path}"
+    return cached, path
 
 
 def _read_settings(path: str, explicit: bool) -> dict[str, object]:
@@ -494,18 +504,43 @@ def _default(key: str) -> object:
     return False
 
 
-def _resolve_one(key: str, argument: object, file_values: dict[str, object], source: str) -> object:
+@final
+class Source(NamedTuple):
+    """Where a setting's value came from (for ``python -m parallelkit info``).
+
+    Attributes:
+        kind: ``"argument"``, ``"context"``, ``"env"``, ``"file"`` or ``"default"``.
+        where: The environment variable or the config file's path, else None.
+    """
+
+    kind: str
+    where: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "context":
+            return "parallelkit.config(...)"
+        if self.kind == "env":
+            return f"environment variable {self.where}"
+        if self.kind == "file":
+            return f"config file {self.where}"
+        return self.kind
+
+
+def _resolve_one(
+    key: str, argument: object, file_values: dict[str, object], path: str
+) -> tuple[object, Source]:
     if argument is not None:
-        return _check(key, argument, f"argument {key}=")
+        return _check(key, argument, f"argument {key}="), Source("argument")
     layer = _context.get(_NOTHING)
     if key in layer:
-        return layer[key]
+        return layer[key], Source("context")
     env = os.environ.get(_ENV[key])
     if env is not None and env.strip() != "":
-        return _check(key, env.strip(), f"environment variable {_ENV[key]}", text=True)
+        value = _check(key, env.strip(), f"environment variable {_ENV[key]}", text=True)
+        return value, Source("env", _ENV[key])
     if key in file_values:
-        return _check(key, file_values[key], source)
-    return _default(key)
+        return _check(key, file_values[key], f"config file {path}"), Source("file", path)
+    return _default(key), Source("default")
 
 
 def resolve_settings(
@@ -528,22 +563,50 @@ def resolve_settings(
     Raises:
         ConfigError: A value from any source is invalid.
     """
-    file_values, source = _file_values()
+    return resolve_with_sources(backend, workers, start_method, check_pickle)[0]
+
+
+def resolve_with_sources(
+    backend: str | None = None,
+    workers: int | None = None,
+    start_method: str | None = None,
+    check_pickle: bool | None = None,
+) -> tuple[Settings, dict[str, Source]]:
+    """Like :func:`resolve_settings`, also telling where each value came from.
+
+    Returns:
+        The settings, and the :class:`Source` of each by its name.
+
+    Raises:
+        ConfigError: A value from any source is invalid.
+    """
+    file_values, path = _file_values()
     args = {
         "backend": backend,
         "workers": workers,
         "start_method": start_method,
         "check_pickle": check_pickle,
     }
-    values = {key: _resolve_one(key, args[key], file_values, source) for key in _KEYS}
+    resolved = {key: _resolve_one(key, args[key], file_values, path) for key in _KEYS}
     b, w, s, c = (
-        values["backend"],
-        values["workers"],
-        values["start_method"],
-        values["check_pickle"],
+        resolved["backend"][0],
+        resolved["workers"][0],
+        resolved["start_method"][0],
+        resolved["check_pickle"][0],
     )
     assert isinstance(b, str) and isinstance(w, int) and isinstance(s, str) and isinstance(c, bool)
-    return Settings(backend=b, workers=w, start_method=s, check_pickle=c)
+    settings = Settings(backend=b, workers=w, start_method=s, check_pickle=c)
+    return settings, {key: source for key, (_, source) in resolved.items()}
+
+
+def config_file() -> str | None:
+    """The path of the config file in force (named or found), or None.
+
+    Raises:
+        ConfigError: ``PARALLELKIT_CONFIG`` names something that is not a file.
+    """
+    found = _find_config_file()
+    return None if found is None else found[0]
 
 
 def current_settings() -> Settings:

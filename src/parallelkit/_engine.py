@@ -441,8 +441,14 @@ class Engine:
         chunksize: int | None,
         timeout: float | None,
         kind: str,
+        on_chunk: Callable[[int], None] | None = None,
     ) -> Future[list[Any]]:
-        """Map a materialized list; the Future resolves to every result, or the first error."""
+        """Map a materialized list; the Future resolves to every result, or the first error.
+
+        ``on_chunk(count)`` is called as each chunk's results land (from the
+        thread that delivers them, before the Future resolves); if it raises,
+        the map fails with its exception. It is how progress is shown.
+        """
         with self._lock:
             self._check_open()
         limit = self.resolve_timeout(timeout)
@@ -456,7 +462,7 @@ class Engine:
             return result
         fn_payload = self.backend.prepare_fn(fn)
         name = describe(fn)
-        gather = _Gather(result, len(items))
+        gather = _Gather(result, len(items), on_chunk)
         size = sizer.size
         chunks = gather.chunks
         self._stoppers[result] = chunks
@@ -708,8 +714,14 @@ class _Gather:
     caller drops them, not at the garbage collector's next pass.
     """
 
-    def __init__(self, result: Future[list[Any]], count: int) -> None:
+    def __init__(
+        self,
+        result: Future[list[Any]],
+        count: int,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> None:
         self.result = result
+        self.on_chunk = on_chunk
         self.values: list[Any] = [None] * count
         self.remaining = count
         self.lock = threading.Lock()
@@ -734,6 +746,12 @@ class _Gather:
             assert values is not None
             self.values[start : start + chunk.count] = values
             self.remaining -= chunk.count
+            if self.on_chunk is not None:
+                try:
+                    self.on_chunk(chunk.count)
+                except BaseException as exc:
+                    self._fail(exc)
+                    return
             if self.remaining == 0:
                 self.chunks = []
                 self.result.set_result(self.values)

@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar, cast, final
 
 from ._backends._modes import MAP, STAR
 from ._owner import EngineOwner
+from ._progress import ProgressArg, check_progress
 from ._results import MapIterator, ResultIterator
 from ._timed import unwrap
 
@@ -144,6 +145,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int | None = None,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> MapIterator[T]:
         """Like ``map(fn, *iterables)``, in parallel, lazily.
 
@@ -160,9 +162,14 @@ class Executor(EngineOwner, concurrent.futures.Executor):
                 ``concurrent.futures.TimeoutError`` otherwise.
             chunksize: Items per chunk; None chooses (see the docs).
             task_timeout: Time limit for each call; :class:`TaskTimeoutError`.
+            progress: True for a tqdm bar, a dict of tqdm options for a bar made
+                with them, or a callable ``fn(done, total)``; see the docs.
 
         Returns:
             A :class:`MapIterator` over the results.
+
+        Raises:
+            ConfigError: ``progress`` asks for a bar and tqdm is not installed.
 
         Example:
             >>> import parallelkit
@@ -173,13 +180,17 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         if not iterables:
             raise TypeError("map() needs at least one iterable")
         end = None if timeout is None else time.monotonic() + timeout
+        spec = check_progress(progress)
         fn_, limit = unwrap(fn, task_timeout)
+        total: int | None = None
         if len(iterables) == 1:
             source: Iterable[Any] = iterables[0]
             mode = MAP
         else:
             source = zip(*iterables)  # noqa: B905 - shortest wins, as with map()
             mode = STAR
+            if spec is not None:
+                total = _shortest(iterables)
         results: ResultIterator[T] = ResultIterator(
             self._engine,
             fn_,
@@ -190,6 +201,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             timeout=limit,
             kind="map",
             timeout_error=concurrent.futures.TimeoutError,
+            progress=spec,
+            total=total,
         )
         return MapIterator(results, end)
 
@@ -200,6 +213,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> ResultIterator[T]:
         """Lazy ordered map of a one-argument function, like ``Pool.imap``.
 
@@ -211,10 +225,12 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             iterable: Its arguments; may be endless.
             chunksize: Items per chunk; None chooses.
             task_timeout: Time limit for each call.
+            progress: A tqdm bar or a callable ``fn(done, total)``, as for :meth:`map`.
 
         Returns:
             An iterator over the results, in input order.
         """
+        spec = check_progress(progress)
         fn_, limit = unwrap(fn, task_timeout)
         return ResultIterator(
             self._engine,
@@ -225,6 +241,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             ordered=True,
             timeout=limit,
             kind="imap",
+            progress=spec,
         )
 
     def imap_unordered(
@@ -234,6 +251,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> ResultIterator[T]:
         """Like :meth:`imap`, but results come as they finish.
 
@@ -242,10 +260,12 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             iterable: Its arguments; may be endless.
             chunksize: Items per chunk; None chooses.
             task_timeout: Time limit for each call.
+            progress: A tqdm bar or a callable ``fn(done, total)``, as for :meth:`map`.
 
         Returns:
             An iterator over the results, in completion order.
         """
+        spec = check_progress(progress)
         fn_, limit = unwrap(fn, task_timeout)
         return ResultIterator(
             self._engine,
@@ -256,6 +276,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             ordered=False,
             timeout=limit,
             kind="imap_unordered",
+            progress=spec,
         )
 
     def starmap(
@@ -265,6 +286,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> ResultIterator[T]:
         """Lazy ordered ``fn(*args)`` for each ``args`` in ``iterable``.
 
@@ -273,10 +295,12 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             iterable: Argument tuples.
             chunksize: Items per chunk; None chooses.
             task_timeout: Time limit for each call.
+            progress: A tqdm bar or a callable ``fn(done, total)``, as for :meth:`map`.
 
         Returns:
             An iterator over the results, in input order.
         """
+        spec = check_progress(progress)
         fn_, limit = unwrap(fn, task_timeout)
         return ResultIterator(
             self._engine,
@@ -287,6 +311,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             ordered=True,
             timeout=limit,
             kind="starmap",
+            progress=spec,
         )
 
     def cancel(self, future: concurrent.futures.Future[Any], *, kill: bool = False) -> bool:
@@ -344,3 +369,11 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             self._engine.terminate()
         else:
             self.shutdown(wait=True)
+
+
+def _shortest(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """The length of the shortest iterable (what ``zip`` yields), or None if one has none."""
+    try:
+        return min(len(it) for it in iterables)  # type: ignore[arg-type]
+    except TypeError:
+        return None

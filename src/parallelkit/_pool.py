@@ -10,9 +10,10 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, final
 
 from ._backends._modes import MAP, STAR
-from ._engine import Engine
+from ._engine import Engine, describe
 from ._errors import ClosedError
 from ._owner import EngineOwner
+from ._progress import Progress, ProgressArg, check_progress, start_progress
 from ._results import ResultIterator
 from ._signals import SigtermInterrupts
 from ._timed import unwrap
@@ -227,8 +228,12 @@ class Pool(EngineOwner):
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> list[T]:
         """Return ``[func(x) for x in iterable]``, computed in parallel.
+
+        ``progress`` shows a tqdm bar (True, or a dict of tqdm options) or
+        calls ``fn(done, total)`` as chunks finish; see the docs.
 
         Example:
             >>> import parallelkit
@@ -236,7 +241,7 @@ class Pool(EngineOwner):
             ...     pool.map(str.upper, ["a", "b"])
             ['A', 'B']
         """
-        return self.map_async(func, iterable, chunksize, task_timeout=task_timeout).get()
+        return self._map_wait(func, iterable, MAP, chunksize, task_timeout, "map", progress)
 
     def map_async(
         self,
@@ -247,11 +252,16 @@ class Pool(EngineOwner):
         error_callback: Callable[[BaseException], object] | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> AsyncResult[list[T]]:
-        """Like :meth:`map`, returning an :class:`AsyncResult` of the list."""
+        """Like :meth:`map`, returning an :class:`AsyncResult` of the list.
+
+        A ``progress`` callable is called from the thread that delivers the
+        results, as ``callback`` is.
+        """
         return self._map_async(
-            func, iterable, MAP, chunksize, callback, error_callback, task_timeout, "map"
-        )
+            func, iterable, MAP, chunksize, callback, error_callback, task_timeout, "map", progress
+        )[0]
 
     def starmap(
         self,
@@ -260,9 +270,10 @@ class Pool(EngineOwner):
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> list[T]:
         """Return ``[func(*args) for args in iterable]``, computed in parallel."""
-        return self.starmap_async(func, iterable, chunksize, task_timeout=task_timeout).get()
+        return self._map_wait(func, iterable, STAR, chunksize, task_timeout, "starmap", progress)
 
     def starmap_async(
         self,
@@ -273,11 +284,43 @@ class Pool(EngineOwner):
         error_callback: Callable[[BaseException], object] | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> AsyncResult[list[T]]:
         """Like :meth:`starmap`, returning an :class:`AsyncResult` of the list."""
         return self._map_async(
-            func, iterable, STAR, chunksize, callback, error_callback, task_timeout, "starmap"
+            func,
+            iterable,
+            STAR,
+            chunksize,
+            callback,
+            error_callback,
+            task_timeout,
+            "starmap",
+            progress,
+        )[0]
+
+    def _map_wait(
+        self,
+        func: Callable[..., T],
+        iterable: Iterable[Any],
+        mode: int,
+        chunksize: int | None,
+        task_timeout: float | None,
+        kind: str,
+        progress: ProgressArg,
+    ) -> list[T]:
+        """The blocking maps: the bar is closed before they return or raise."""
+        result, shown = self._map_async(
+            func, iterable, mode, chunksize, None, None, task_timeout, kind, progress
         )
+        try:
+            return result.get()
+        finally:
+            if shown is not None:
+                shown.close()
+            # As in AsyncResult.get: a task's exception carries this frame, and
+            # the result holds the exception; without this, each keeps the other.
+            del self, result, shown
 
     def _map_async(
         self,
@@ -289,13 +332,29 @@ class Pool(EngineOwner):
         error_callback: Callable[[BaseException], object] | None,
         task_timeout: float | None,
         kind: str,
-    ) -> AsyncResult[list[T]]:
+        progress: ProgressArg,
+    ) -> tuple[AsyncResult[list[T]], Progress | None]:
+        spec = check_progress(progress)
         fn, limit = unwrap(func, task_timeout)
         items = iterable if isinstance(iterable, list) else list(iterable)
-        future: concurrent.futures.Future[list[T]] = self._engine.map_all(
-            fn, items, mode, chunksize=chunksize, timeout=limit, kind=kind
-        )
-        return AsyncResult(self._engine, future, callback, error_callback)
+        shown = start_progress(spec, len(items), f"{kind}(fn={describe(fn)})")
+        try:
+            future: concurrent.futures.Future[list[T]] = self._engine.map_all(
+                fn,
+                items,
+                mode,
+                chunksize=chunksize,
+                timeout=limit,
+                kind=kind,
+                on_chunk=None if shown is None else shown.advance,
+            )
+        except BaseException:
+            if shown is not None:
+                shown.close()
+            raise
+        if shown is not None:  # it closes itself once every result is in; else here
+            future.add_done_callback(lambda _: shown.close())
+        return AsyncResult(self._engine, future, callback, error_callback), shown
 
     # -- lazy iteration -----------------------------------------------------------------
 
@@ -306,6 +365,7 @@ class Pool(EngineOwner):
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> ResultIterator[T]:
         """Lazy ordered map; reads ``iterable`` only as workers need it.
 
@@ -313,6 +373,7 @@ class Pool(EngineOwner):
         inputs of unknown length; ``multiprocessing.Pool.imap`` uses 1.
         ``next(timeout)`` raises ``multiprocessing.TimeoutError``.
         """
+        spec = check_progress(progress)
         fn, limit = unwrap(func, task_timeout)
         return ResultIterator(
             self._engine,
@@ -324,6 +385,7 @@ class Pool(EngineOwner):
             timeout=limit,
             kind="imap",
             timeout_error=multiprocessing.TimeoutError,
+            progress=spec,
         )
 
     def imap_unordered(
@@ -333,8 +395,10 @@ class Pool(EngineOwner):
         chunksize: int | None = None,
         *,
         task_timeout: float | None = None,
+        progress: ProgressArg = False,
     ) -> ResultIterator[T]:
         """Like :meth:`imap`, but results come as they finish."""
+        spec = check_progress(progress)
         fn, limit = unwrap(func, task_timeout)
         return ResultIterator(
             self._engine,
@@ -346,6 +410,7 @@ class Pool(EngineOwner):
             timeout=limit,
             kind="imap_unordered",
             timeout_error=multiprocessing.TimeoutError,
+            progress=spec,
         )
 
     # -- life cycle ---------------------------------------------------------------------

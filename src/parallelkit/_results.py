@@ -40,6 +40,7 @@ from ._backends._base import Chunk, OnDone
 from ._chunking import ChunkSizer
 from ._engine import Engine, describe
 from ._errors import BrokenExecutorError, ClosedError
+from ._progress import Progress, ProgressSpec, start_progress
 from ._signals import SigtermInterrupts
 
 __all__ = ("MapIterator", "ResultIterator")
@@ -93,8 +94,13 @@ class ResultIterator(Generic[T]):
         timeout: float | None,
         kind: str,
         timeout_error: type[BaseException] = TimeoutError,
+        progress: ProgressSpec | None = None,
+        total: int | None = None,
     ) -> None:
         """Start a lazy map on ``engine``: its first window is queued now.
+
+        ``progress`` (checked by the caller) is shown for ``len(iterable)``
+        items, or ``total`` when the iterable has no length.
 
         Raises:
             ClosedError: The engine no longer accepts work.
@@ -148,9 +154,20 @@ class ResultIterator(Generic[T]):
         #: a map its caller dropped half-way is freed at once (and closed),
         #: not kept by its chunks still running until the garbage collector runs.
         self._deliver = _deliver_to(weakref.ref(self))
+        #: Items of the chunks that arrived and are not yet counted by the progress.
+        self._unreported = 0
+        #: Set when next(timeout) raises because the time passed (the map goes on).
+        self._waited_out = False
+        self._progress: Progress | None = start_progress(
+            progress, length if length is not None else total, self._name
+        )
         engine.map_started(self)
-        with self._lock:
-            self._refill()  # the first window starts now, as with concurrent.futures
+        try:
+            with self._lock:
+                self._refill()  # the first window starts now, as with concurrent.futures
+        except BaseException:
+            self._end_progress()
+            raise
 
     def __iter__(self) -> Iterator[T]:
         """Iterate at C speed: whole runs of results go out without a Python call each.
@@ -200,6 +217,19 @@ class ResultIterator(Generic[T]):
         return self._next(deadline)
 
     def _next(self, deadline: float | None) -> T:
+        if self._progress is None:
+            return self._next_result(deadline)
+        self._waited_out = False
+        try:
+            return self._next_result(deadline)
+        except StopIteration:
+            raise
+        except (KeyboardInterrupt, Exception):
+            if not self._waited_out:  # (a waiting time that passed ends nothing)
+                self._end_progress()  # a task's error, Ctrl-C: the bar closes before the traceback
+            raise
+
+    def _next_result(self, deadline: float | None) -> T:
         while True:
             for value in self._fast:
                 return value  # type: ignore[no-any-return]
@@ -216,6 +246,7 @@ class ResultIterator(Generic[T]):
                     raise StopIteration
                 self._refill()
                 if not self._outstanding:
+                    self._end_progress()
                     self._closed = True
                     if self._input_error is not None:
                         error, self._input_error = self._input_error, None
@@ -225,11 +256,26 @@ class ResultIterator(Generic[T]):
                             del error  # as above: no cycle through this frame
                     raise StopIteration
                 taken = self._take_next()
+                unreported, self._unreported = self._unreported, 0
+            if unreported and self._progress is not None:
+                self._progress.advance(unreported)
             if taken is None:
                 self._wait(deadline)
             else:
                 self._expand(*taken)
                 del taken  # the errors it holds are raised from this frame next
+
+    def _end_progress(self) -> None:
+        """Count what arrived, then close the progress: the map has ended or raised."""
+        progress = self._progress
+        if progress is not None:
+            with self._lock:
+                unreported, self._unreported = self._unreported, 0
+            try:
+                if unreported:
+                    progress.advance(unreported)
+            finally:
+                progress.close()
 
     def _take_next(self) -> tuple[Chunk, _Outcome] | None:
         """The next chunk's outcome if it has arrived (under the lock)."""
@@ -302,6 +348,7 @@ class ResultIterator(Generic[T]):
             self.close()
             raise
         except queue.Empty:
+            self._waited_out = True
             raise self._timeout_error("the next result did not arrive in time") from None
         with self._lock:
             while arrived is not None:  # None: closed from another thread
@@ -316,6 +363,7 @@ class ResultIterator(Generic[T]):
     def _arrive(self, chunk: Chunk, outcome: _Outcome) -> None:
         if chunk.id in self._outstanding:
             self._arrived[chunk.id] = outcome
+            self._unreported += chunk.count
             if outcome[2] is None:
                 self._sizer.observe(chunk.count, chunk.elapsed)
 
@@ -373,6 +421,7 @@ class ResultIterator(Generic[T]):
                 chunk.id = -first - 1
                 self._outstanding[chunk.id] = chunk
                 self._arrived[chunk.id] = (None, {}, exc)
+                self._unreported += chunk.count
                 continue
             self._outstanding[chunk.id] = chunk
             engine.enqueue((chunk,), admitted=True)
@@ -436,6 +485,8 @@ class ResultIterator(Generic[T]):
                 chunk.future.cancel()
             self._outstanding.clear()
             self._arrived.clear()
+        if self._progress is not None:
+            self._progress.close()
         self._drain()
 
     def __del__(self) -> None:

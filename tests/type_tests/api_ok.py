@@ -149,6 +149,25 @@ def check_pool_maps(pool: Pool) -> None:
     assert_type(pool.imap_unordered(to_int, iter([1]), 4), ResultIterator[int])
 
 
+def show(done: int, total: int | None) -> None:
+    """A progress callable."""
+
+
+def check_progress(ex: Executor, pool: Pool) -> None:
+    # progress=: True | False | a callable fn(done, total) | a dict of tqdm options.
+    assert_type(ex.map(to_int, [1], progress=True), MapIterator[int])
+    assert_type(ex.map(add, [1], [2], progress=show), MapIterator[int])
+    assert_type(ex.imap(to_str, [1], progress={"desc": "x"}), ResultIterator[str])
+    assert_type(ex.imap_unordered(to_int, [1], progress=lambda d, t: None), ResultIterator[int])
+    assert_type(ex.starmap(add, [(1, 2)], progress=False), ResultIterator[int])
+    assert_type(pool.map(to_str, [1], progress=show), list[str])
+    assert_type(pool.map_async(to_str, [1], progress=True), AsyncResult[list[str]])
+    assert_type(pool.starmap(add, [(1, 2)], progress={"leave": False}), list[int])
+    assert_type(pool.starmap_async(add, [(1, 2)], progress=show), AsyncResult[list[int]])
+    assert_type(pool.imap(to_str, [1], progress=print), ResultIterator[str])
+    assert_type(pool.imap_unordered(to_int, [1], progress=True), ResultIterator[int])
+
+
 def check_pool_life_cycle(pool: Pool) -> None:
     assert_type(pool.close(), None)
     assert_type(pool.join(), None)

@@ -49,6 +49,17 @@ ex.imap_unordered(to_int, [1], task_timeout="1")
 ex.starmap(add, 1)
 ex.shutdown(cancel=True)
 
+# progress= takes True/False, a callable fn(done, total) or a dict of tqdm options.
+ex.map(to_int, [1], progress="yes")
+ex.map(to_int, [1], progress=1)
+ex.map(to_int, [1], progress=None)
+ex.imap(to_int, [1], progress=lambda done: None)
+ex.starmap(add, [(1, 2)], progress=to_int)
+pool.map(to_int, [1], progress=[True])
+pool.map_async(to_int, [1], progress={1: "x"})
+pool.imap_unordered(to_int, [1], progress=lambda done, total: done + total)
+pool.starmap(add, [(1, 2)], 1, True)
+
 # Executor's constructor.
 parallelkit.Executor(workers="2")
 parallelkit.Executor(max_workers="4")
