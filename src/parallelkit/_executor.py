@@ -26,7 +26,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
     """A ``concurrent.futures.Executor`` whose backend is one flag.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None reads the
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None reads the
             configuration (argument > :func:`config` > ``PARALLELKIT_BACKEND``
             > config file > ``"process"``).
         workers: Number of workers; None reads the configuration, then the
@@ -41,6 +41,11 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             :class:`TaskTimeoutError`.
         check_pickle: On the thread and serial backends, send tasks and
             results through the serializer, as processes would.
+        address: The dask backend's scheduler (``"tcp://10.0.0.5:8786"``);
+            None reads the configuration (``PARALLELKIT_ADDRESS``...), then
+            starts a cluster on this machine that closes with the executor.
+        client: A ``distributed.Client`` to run on (dask backend); it stays
+            open when the executor closes.
 
     Raises:
         ConfigError: A setting from any source is invalid.
@@ -64,6 +69,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         max_tasks_per_worker: int | None = None,
         task_timeout: float | None = None,
         check_pickle: bool | None = None,
+        address: str | None = None,
+        client: Any = None,
     ) -> None:
         self._start_engine(
             backend,
@@ -74,6 +81,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             max_tasks_per_worker,
             task_timeout,
             check_pickle,
+            address=address,
+            client=client,
         )
 
     def submit(
