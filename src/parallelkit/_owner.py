@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from ._backends._base import BackendOptions
 from ._config import Settings, resolve_settings, workers_source
-from ._errors import ConfigError
 from ._engine import Engine
+from ._errors import ConfigError
 
 if TYPE_CHECKING:
     import ctypes

@@ -15,7 +15,7 @@
                                       │
     engine ◀── hooks.started ──────── client.subscribe_topic(topic) (the client's event loop)
     engine ◀── hooks.complete / fail ─ collector thread ("parallelkit-dask-results"):
-                                       distributed.as_completed(with_results=True), which
+                                       _dask.as_completed(with_results=True), which
                                        send() feeds with .add(future); outcome bytes
                                        → values and errors; KilledWorker → WorkerCrashedError
     abort(chunk) ──▶ stopper thread ("parallelkit-dask-stop"): cancel the future, then
@@ -30,7 +30,8 @@ that cannot be pickled becomes a :class:`~parallelkit.RemoteError` there.
 A dask task that is running cannot be stopped: a ``task_timeout`` or
 ``cancel(kill=True)`` restarts the worker process that runs it (through its
 nanny, a second or more), and the chunks queued on that worker go back to the
-scheduler, which runs them elsewhere. A worker that dies is not replaced by a
+scheduler, which runs them elsewhere (or, when it reports them as lost with
+its worker, they are sent again here: they never started). A worker that dies is not replaced by a
 retry of its chunk: the cluster of our own runs with
 ``distributed.scheduler.allowed-failures`` at 0, so the chunk fails at once
 with ``KilledWorker``, read here as :class:`~parallelkit.WorkerCrashedError`.
@@ -47,7 +48,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 import distributed
 
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
     from .._config import Settings
 
 __all__ = ("Backend", "ChunkTask", "Initializer", "run_task")
+
+#: distributed, where its functions are not typed: the one untyped boundary.
+_dask: Any = distributed
 
 #: How long closing waits for the cluster of our own, and for a worker restart.
 CLOSE_TIMEOUT: Final = 30.0
@@ -102,7 +106,7 @@ def run_task(task: ChunkTask) -> bytes:
     Returns:
         Its outcome, pickled (see :func:`parallelkit._worker.pack_outcome`).
     """
-    worker: Any = distributed.get_worker()
+    worker: Any = _dask.get_worker()
     worker.log_event(task.topic, (task.chunk_id, os.getpid(), str(worker.address)))
     return _worker.run_blob(task.chunk_id, task.fn, task.items, task.mode)
 
@@ -152,6 +156,8 @@ class Backend:
         self._chunks: dict[str, Chunk] = {}
         #: The worker address each running chunk was started on, by chunk id.
         self._where: dict[int, str] = {}
+        #: Chunks sent again because their worker went away before they started.
+        self._resent: set[int] = set()
         self._pending = 0  # futures given to the collector and not yet read back
         self._stopping = False
         self._shut = False
@@ -162,24 +168,29 @@ class Backend:
         client: Any = options.client
         if client is None and settings.address is not None:
             try:
-                client = distributed.Client(settings.address, set_as_default=False)
+                client = _dask.Client(settings.address, set_as_default=False)
             except OSError as exc:
                 raise OSError(
                     f"cannot reach the dask scheduler at {settings.address!r}: {exc}; "
                     "check the address and that the scheduler is running"
                 ) from exc
         elif client is None:
-            self._cluster = distributed.LocalCluster(
+            self._cluster = _dask.LocalCluster(
                 n_workers=settings.workers,
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
-                scheduler_kwargs={"allowed_failures": 0},
+                # No dashboard; its health routes on a free port of 127.0.0.1, not on 8787.
+                scheduler_kwargs={
+                    "allowed_failures": 0,
+                    "dashboard": False,
+                    "dashboard_address": "127.0.0.1:0",
+                },
                 silence_logs=40,  # logging.ERROR: a killed worker is our error to report
             )
             try:
-                client = distributed.Client(self._cluster, set_as_default=False)
+                client = _dask.Client(self._cluster, set_as_default=False)
             except BaseException:
                 self._cluster.close(timeout=CLOSE_TIMEOUT)
                 raise
@@ -192,7 +203,7 @@ class Backend:
         self.window = WINDOW_PER_WORKER * self.workers
         self._check_pickle = settings.check_pickle
         client.subscribe_topic(self._topic, self._on_started)
-        self._results: Any = distributed.as_completed(
+        self._results: Any = _dask.as_completed(
             loop=client.loop, with_results=True, raise_errors=False
         )
         self._collector = threading.Thread(
@@ -308,9 +319,18 @@ class Backend:
         self._shut_down(cancel=False)
 
     def _report(self, chunk: Chunk, status: str, result: object) -> None:
+        if status == "error" and isinstance(result, tuple):
+            # as_completed(raise_errors=False) gives an error as (type, exception, traceback)
+            result = cast("tuple[object, ...]", result)[1]
         if status == "finished" and isinstance(result, bytes):
             self._hooks.complete(chunk, *_worker.unpack_outcome(result, chunk.count))
-        elif isinstance(result, distributed.KilledWorker):
+        elif isinstance(result, BaseException) and isinstance(result, _dask.KilledWorker):
+            if chunk.started is None and chunk.id not in self._resent and not self._stopping:
+                # It waited on a worker that died or was restarted (to stop another
+                # chunk) and never started: it has not run, so it runs now, once.
+                self._resent.add(chunk.id)
+                self.send(chunk)
+                return
             self._hooks.fail(chunk, self._crashed(chunk, result))
         elif isinstance(result, BaseException):
             self._hooks.fail(

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Final
+from typing import Any, Final
 
 __all__ = ("start_cluster", "stop_cluster")
 
@@ -57,7 +57,9 @@ def start_cluster(workers: int = 2) -> tuple[subprocess.Popen[bytes], str]:
         while not os.path.exists(path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop_cluster(proc)
-                raise RuntimeError(f"the dask cluster for the tests did not start ({proc.returncode})")
+                raise RuntimeError(
+                    f"the dask cluster for the tests did not start ({proc.returncode})"
+                )
             time.sleep(0.05)
         with open(path, encoding="utf-8") as file:
             address = file.read().strip()
@@ -85,15 +87,25 @@ def _main(path: str, workers: int) -> None:  # pragma: no cover - runs in the cl
     import distributed
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
     parent = os.getppid()
-    cluster = distributed.LocalCluster(
+    dask: Any = distributed
+    cluster = dask.LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
-        scheduler_kwargs={"allowed_failures": 0},
+        # No dashboard; its health routes on a free port of 127.0.0.1, not on 8787.
+        scheduler_kwargs={
+            "allowed_failures": 0,
+            "dashboard": False,
+            "dashboard_address": "127.0.0.1:0",
+        },
         silence_logs=logging.CRITICAL,
     )
     try:
