@@ -156,7 +156,7 @@ def test_bad_backend_argument_names_value_and_choices() -> None:
     with pytest.raises(
         ConfigError,
         match=r"unknown backend 'proces' from argument backend=; "
-        r"expected one of 'process', 'serial', 'thread'",
+        r"expected one of 'dask', 'process', 'serial', 'thread'",
     ):
         Executor("proces")
 

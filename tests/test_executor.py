@@ -9,6 +9,8 @@ import gc
 import itertools
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -240,6 +242,23 @@ def test_unpicklable_items_in_a_map_fail_only_themselves() -> None:
 def test_check_pickle_on_threads_catches_what_processes_refuse(backend: str) -> None:
     if backend == "process":
         pytest.skip("processes always serialize")
+    if "distributed" in sys.modules:
+        # distributed installs tblib's pickling for every exception class, in every
+        # process that imports it: there an exception that processes cannot send
+        # back pickles fine. The check runs in an interpreter of its own.
+        code = (
+            "import sys; from parallelkit import Executor, RemoteError\n"
+            "from parallelkit.testing import raise_unpicklable, return_unpicklable\n"
+            f"with Executor({backend!r}, 2, check_pickle=True) as ex:\n"
+            "    for fn in (return_unpicklable, raise_unpicklable):\n"
+            "        try:\n"
+            "            ex.submit(fn).result(10)\n"
+            "        except RemoteError:\n"
+            "            continue\n"
+            "        sys.exit(f'{fn.__name__}: no RemoteError')\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=50)
+        return
     with Executor(backend, 2, check_pickle=True) as ex:
         with pytest.raises(RemoteError, match="cannot be pickled"):
             ex.submit(return_unpicklable).result(10)

@@ -7,11 +7,13 @@ Every setting is resolved field by field, first match wins::
                              (a ContextVar: private to the thread / asyncio task
                              that entered it, inherited by tasks it creates)
     3. the environment       PARALLELKIT_BACKEND, PARALLELKIT_WORKERS,
-                             PARALLELKIT_START_METHOD, PARALLELKIT_CHECK_PICKLE
+                             PARALLELKIT_START_METHOD, PARALLELKIT_CHECK_PICKLE,
+                             PARALLELKIT_ADDRESS
     4. a config file         the file named by PARALLELKIT_CONFIG, else the
                              [tool.parallelkit] table of the nearest
                              pyproject.toml at or above the working directory
-    5. the default           process / CPUs this process may use / forkserver / False
+    5. the default           process / CPUs this process may use / forkserver / False /
+                             no address
 
 A bad value from any source raises :class:`~parallelkit.ConfigError` (a
 ``ValueError``) naming the value, its source and the valid choices.
@@ -30,7 +32,7 @@ from collections.abc import Generator, Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple, cast, final
 
-from ._backends._registry import backend_names
+from ._backends._registry import backend_names, missing_requirement
 from ._errors import ConfigError
 
 __all__ = (
@@ -42,18 +44,20 @@ __all__ = (
     "default_workers",
     "resolve_settings",
     "resolve_with_sources",
+    "workers_source",
 )
 
 #: The start method used when none is configured, on every Python version.
 DEFAULT_START_METHOD: Final = "forkserver"
 DEFAULT_BACKEND: Final = "process"
 
-_KEYS: Final = ("backend", "workers", "start_method", "check_pickle")
+_KEYS: Final = ("backend", "workers", "start_method", "check_pickle", "address")
 _ENV: Final = {
     "backend": "PARALLELKIT_BACKEND",
     "workers": "PARALLELKIT_WORKERS",
     "start_method": "PARALLELKIT_START_METHOD",
     "check_pickle": "PARALLELKIT_CHECK_PICKLE",
+    "address": "PARALLELKIT_ADDRESS",
 }
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
@@ -72,12 +76,16 @@ class Settings(NamedTuple):
         start_method: The ``multiprocessing`` start method of the process backend.
         check_pickle: Round-trip tasks and results through the serializer on
             the thread and serial backends, to catch what processes would refuse.
+        address: The dask scheduler to run on (``"tcp://10.0.0.5:8786"``), or
+            None: the dask backend then starts a cluster on this machine.
+            Other backends ignore it.
     """
 
     backend: str
     workers: int
     start_method: str
     check_pickle: bool
+    address: str | None = None
 
 
 def default_workers() -> int:
@@ -111,6 +119,9 @@ def _check(key: str, value: object, source: str, *, text: bool = False) -> objec
             raise ConfigError(
                 f"unknown backend {value!r} from {source}; expected one of {_choices(names)}"
             )
+        missing = missing_requirement(value)
+        if missing is not None:
+            raise ConfigError(f"backend {value!r} from {source}: {missing}")
         return value
     if key == "workers":
         if text and isinstance(value, str):
@@ -141,6 +152,13 @@ def _check(key: str, value: object, source: str, *, text: bool = False) -> objec
             return value
         expected = "1/0, true/false, yes/no or on/off" if text else "True or False"
         raise ConfigError(f"check_pickle must be {expected}, got {value!r} from {source}")
+    if key == "address":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"address must be a scheduler address such as 'tcp://10.0.0.5:8786', "
+                f"got {value!r} from {source}"
+            )
+        return value.strip()
     raise ConfigError(f"unknown setting {key!r} from {source}; expected one of {_choices(_KEYS)}")
 
 
@@ -159,6 +177,7 @@ def config(
     workers: int | None = None,
     start_method: str | None = None,
     check_pickle: bool | None = None,
+    address: str | None = None,
 ) -> Generator[Settings, None, None]:
     """Set defaults for Executors, Pools and channels created inside the block.
 
@@ -171,6 +190,7 @@ def config(
         workers: Default number of workers.
         start_method: Default start method for the process backend.
         check_pickle: Default for ``check_pickle``.
+        address: Default dask scheduler address for the dask backend.
 
     Yields:
         The settings in force inside the block.
@@ -190,6 +210,7 @@ def config(
         "workers": workers,
         "start_method": start_method,
         "check_pickle": check_pickle,
+        "address": address,
     }
     layer = dict(_context.get(_NOTHING))
     for key, value in given.items():
@@ -501,6 +522,8 @@ def _default(key: str) -> object:
         if DEFAULT_START_METHOD in multiprocessing.get_all_start_methods():
             return DEFAULT_START_METHOD
         return "spawn"  # pragma: no cover - Windows
+    if key == "address":
+        return None
     return False
 
 
@@ -548,6 +571,7 @@ def resolve_settings(
     workers: int | None = None,
     start_method: str | None = None,
     check_pickle: bool | None = None,
+    address: str | None = None,
 ) -> Settings:
     """Resolve every setting through argument > context > environment > file > default.
 
@@ -556,6 +580,7 @@ def resolve_settings(
         workers: Explicit worker count, or None.
         start_method: Explicit start method, or None.
         check_pickle: Explicit check_pickle, or None.
+        address: Explicit dask scheduler address, or None.
 
     Returns:
         The resolved settings.
@@ -563,7 +588,7 @@ def resolve_settings(
     Raises:
         ConfigError: A value from any source is invalid.
     """
-    return resolve_with_sources(backend, workers, start_method, check_pickle)[0]
+    return resolve_with_sources(backend, workers, start_method, check_pickle, address)[0]
 
 
 def resolve_with_sources(
@@ -571,6 +596,7 @@ def resolve_with_sources(
     workers: int | None = None,
     start_method: str | None = None,
     check_pickle: bool | None = None,
+    address: str | None = None,
 ) -> tuple[Settings, dict[str, Source]]:
     """Like :func:`resolve_settings`, also telling where each value came from.
 
@@ -586,16 +612,13 @@ def resolve_with_sources(
         "workers": workers,
         "start_method": start_method,
         "check_pickle": check_pickle,
+        "address": address,
     }
     resolved = {key: _resolve_one(key, args[key], file_values, path) for key in _KEYS}
-    b, w, s, c = (
-        resolved["backend"][0],
-        resolved["workers"][0],
-        resolved["start_method"][0],
-        resolved["check_pickle"][0],
-    )
+    b, w, s, c, a = (resolved[key][0] for key in _KEYS)
     assert isinstance(b, str) and isinstance(w, int) and isinstance(s, str) and isinstance(c, bool)
-    settings = Settings(backend=b, workers=w, start_method=s, check_pickle=c)
+    assert a is None or isinstance(a, str)
+    settings = Settings(backend=b, workers=w, start_method=s, check_pickle=c, address=a)
     return settings, {key: source for key, (_, source) in resolved.items()}
 
 
@@ -607,6 +630,26 @@ def config_file() -> str | None:
     """
     found = _find_config_file()
     return None if found is None else found[0]
+
+
+def workers_source(workers: int | None) -> str | None:
+    """Where the ``workers`` setting comes from, or None when it is the default.
+
+    Args:
+        workers: The ``workers=`` argument, or None.
+
+    Returns:
+        ``"argument workers="``, ``"parallelkit.config(workers=...)"``, the
+        environment variable or the config file; None for the default.
+    """
+    source = resolve_with_sources(workers=workers)[1]["workers"]
+    if source.kind == "default":
+        return None
+    if source.kind == "argument":
+        return "argument workers="
+    if source.kind == "context":
+        return "parallelkit.config(workers=...)"
+    return str(source)
 
 
 def current_settings() -> Settings:

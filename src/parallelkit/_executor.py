@@ -26,7 +26,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
     """A ``concurrent.futures.Executor`` whose backend is one flag.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None reads the
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None reads the
             configuration (argument > :func:`config` > ``PARALLELKIT_BACKEND``
             > config file > ``"process"``). A number here is taken as
             ``max_workers``, as ``ProcessPoolExecutor(4)`` has it, and the
@@ -45,6 +45,11 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             :class:`TaskTimeoutError`.
         check_pickle: On the thread and serial backends, send tasks and
             results through the serializer, as processes would.
+        address: The dask backend's scheduler (``"tcp://10.0.0.5:8786"``);
+            None reads the configuration (``PARALLELKIT_ADDRESS``...), then
+            starts a cluster on this machine that closes with the executor.
+        client: A ``distributed.Client`` to run on (dask backend); it stays
+            open when the executor closes.
 
     Raises:
         ConfigError: A setting from any source is invalid.
@@ -72,6 +77,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         max_tasks_per_worker: int | None = None,
         task_timeout: float | None = None,
         check_pickle: bool | None = None,
+        address: str | None = None,
+        client: Any = None,
     ) -> None:
         name: object = backend
         if isinstance(name, int) and not isinstance(name, bool):
@@ -106,6 +113,8 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             max_tasks_per_worker,
             task_timeout,
             check_pickle,
+            address=address,
+            client=client,
         )
 
     def submit(

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from ._backends._base import BackendOptions
-from ._config import resolve_settings
+from ._config import Settings, resolve_settings, workers_source
 from ._engine import Engine
+from ._errors import ConfigError
 
 if TYPE_CHECKING:
     import ctypes
@@ -36,6 +37,40 @@ _S = TypeVar("_S", bound="ctypes.Structure | ctypes.Union")
 _LockArg: TypeAlias = "bool | _channels.Lock | _channels.RLock | None"
 
 
+def _check_cluster_options(
+    settings: Settings, workers: int | None, address: str | None, client: Any, workers_name: str
+) -> None:
+    """Refuse options that do not fit together with the backend in force.
+
+    Raises:
+        ConfigError: ``client=`` or ``address=`` with another backend than
+            dask, or a number of workers where the cluster decides it (an
+            explicit ``workers`` meeting an address from the configuration
+            is ignored instead).
+    """
+    if settings.backend != "dask":
+        for name, given in (("client", client), ("address", address)):
+            if given is not None:
+                raise ConfigError(
+                    f"{name}= runs work on a dask cluster, but the backend is "
+                    f"{settings.backend!r}; pass backend='dask' too"
+                )
+        return
+    if client is None and settings.address is None:
+        return
+    # The same call giving both, or a configuration setting both, is a mistake. Code
+    # written for any backend (Executor(workers=4)) that meets a configured address
+    # is not: the flag must be the only change, and the cluster decides.
+    source = workers_source(workers)
+    in_code = address is not None or client is not None
+    if source is not None and (in_code or workers is None):
+        where = "client= was given" if client is not None else f"address={settings.address!r}"
+        raise ConfigError(
+            f"{workers_name} (from {source}) cannot be set when {where}: the cluster decides "
+            "how many workers it has; leave it unset, or scale the cluster itself"
+        )
+
+
 class EngineOwner:
     """Base of :class:`~parallelkit.Executor` and :class:`~parallelkit.Pool`."""
 
@@ -54,6 +89,8 @@ class EngineOwner:
         *,
         workers_name: str = "workers",
         max_tasks_name: str = "max_tasks_per_worker",
+        address: str | None = None,
+        client: Any = None,
     ) -> None:
         if workers is not None and (
             isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
@@ -70,8 +107,9 @@ class EngineOwner:
             )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, got {initializer!r}")
-        settings = resolve_settings(backend, workers, start_method, check_pickle)
-        options = BackendOptions(initializer, tuple(initargs), max_tasks_per_worker)
+        settings = resolve_settings(backend, workers, start_method, check_pickle, address)
+        _check_cluster_options(settings, workers, address, client, workers_name)
+        options = BackendOptions(initializer, tuple(initargs), max_tasks_per_worker, client)
         self._engine = Engine(settings, options, task_timeout, type(self).__name__)
 
     @property

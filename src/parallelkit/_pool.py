@@ -138,12 +138,15 @@ class Pool(EngineOwner):
         initargs: Arguments for ``initializer``.
         maxtasksperchild: Replace a worker after it ran this many chunks.
         context: A ``multiprocessing`` context; its start method is used.
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None reads the
-            configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None
+            reads the configuration.
         start_method: Start method of the process backend (instead of ``context``).
         task_timeout: Default time limit in seconds for each task.
         check_pickle: On the thread and serial backends, send tasks and
             results through the serializer, as processes would.
+        address: The dask backend's scheduler; None reads the configuration,
+            then starts a cluster on this machine that closes with the pool.
+        client: A ``distributed.Client`` to run on (dask backend).
 
     Example:
         >>> import parallelkit
@@ -164,6 +167,8 @@ class Pool(EngineOwner):
         start_method: str | None = None,
         task_timeout: float | None = None,
         check_pickle: bool | None = None,
+        address: str | None = None,
+        client: Any = None,
     ) -> None:
         if context is not None and start_method is None:
             start_method = context.get_start_method()
@@ -178,6 +183,8 @@ class Pool(EngineOwner):
             check_pickle,
             workers_name="processes",
             max_tasks_name="maxtasksperchild",
+            address=address,
+            client=client,
         )
 
     # -- one call -----------------------------------------------------------------------

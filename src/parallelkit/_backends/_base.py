@@ -140,6 +140,8 @@ class BackendOptions(NamedTuple):
     initializer: Callable[..., object] | None = None
     initargs: Sequence[Any] = ()
     max_tasks_per_worker: int | None = None
+    #: A ``distributed.Client`` to run on (dask backend), or None.
+    client: Any = None
 
 
 class Backend(Protocol):

@@ -11,30 +11,81 @@ This module imports nothing of parallelkit at run time: the configuration
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
     from ._base import BackendFactory
 
-__all__ = ("backend_names", "crosses_processes", "load_backend")
+__all__ = (
+    "available_backends",
+    "backend_names",
+    "crosses_processes",
+    "has_channels",
+    "load_backend",
+    "missing_requirement",
+)
 
 
 class _Entry(NamedTuple):
     module: str
     #: Its workers run in other processes: what they share must cross processes.
     crosses_processes: bool
+    #: The top-level module it needs beyond parallelkit's own dependencies, or "".
+    requires: str = ""
+    #: The extra that installs it (``pip install parallelkit[extra]``).
+    extra: str = ""
+    #: Whether parallelkit's channels can be made for it.
+    channels: bool = True
 
 
 _BACKENDS: Final[dict[str, _Entry]] = {
     "process": _Entry("parallelkit._backends._process", crosses_processes=True),
     "thread": _Entry("parallelkit._backends._thread", crosses_processes=False),
     "serial": _Entry("parallelkit._backends._serial", crosses_processes=False),
+    "dask": _Entry(
+        "parallelkit._backends._dask",
+        crosses_processes=True,
+        requires="distributed",
+        extra="dask",
+        channels=False,
+    ),
 }
 
 
 def backend_names() -> tuple[str, ...]:
     """Return the names the backend flag accepts, sorted."""
     return tuple(sorted(_BACKENDS))
+
+
+def missing_requirement(name: str) -> str | None:
+    """Why backend ``name`` cannot be used here, or None when it can.
+
+    Looks for its optional dependency without importing it.
+
+    Args:
+        name: A name from :func:`backend_names`.
+
+    Returns:
+        A message naming the extra to install, or None.
+    """
+    entry = _BACKENDS[name]
+    if not entry.requires or importlib.util.find_spec(entry.requires) is not None:
+        return None
+    return (
+        f"the {name} backend needs the {entry.requires!r} package, which is not installed; "
+        f"install it with: pip install parallelkit[{entry.extra}]"
+    )
+
+
+def available_backends() -> tuple[str, ...]:
+    """Return the names of the backends whose dependencies are installed, sorted."""
+    return tuple(name for name in backend_names() if missing_requirement(name) is None)
+
+
+def has_channels(name: str) -> bool:
+    """Whether parallelkit's channels can be made for backend ``name``."""
+    return _BACKENDS[name].channels
 
 
 def crosses_processes(name: str) -> bool:

@@ -8,8 +8,9 @@ a spawned function or a second thread may still be on the other end).
 
 from __future__ import annotations
 
-from .._backends._registry import crosses_processes
+from .._backends._registry import crosses_processes, has_channels
 from .._config import Settings, resolve_settings
+from .._errors import ConfigError
 
 __all__ = ("is_process", "resolve")
 
@@ -24,9 +25,18 @@ def resolve(backend: str | None) -> Settings:
         The settings.
 
     Raises:
-        ConfigError: The backend (from any source) is unknown.
+        ConfigError: The backend (from any source) is unknown, or has no
+            channels (dask: use ``distributed.Queue``, ``Lock``, ``Event``,
+            ``Variable``, or task arguments and results).
     """
-    return resolve_settings(backend)
+    settings = resolve_settings(backend)
+    if not has_channels(settings.backend):
+        raise ConfigError(
+            f"parallelkit's channels are not available on the {settings.backend} backend yet: "
+            "on a cluster, use distributed.Queue, Lock, Event, Semaphore or Variable for "
+            "coordination, and task arguments and results (or client.scatter) for data"
+        )
+    return settings
 
 
 def is_process(settings: Settings) -> bool:

@@ -2,7 +2,9 @@
 
 Linux-first: children and descriptors are read from ``/proc``. The
 multiprocessing helper processes that live for the whole session (the
-forkserver and the resource tracker) and their descriptors are not leaks.
+forkserver and the resource tracker) and their descriptors are not leaks, nor
+is the dask cluster that the pytest plugin starts once for the session, nor
+dask.distributed's offload thread, which lives as long as the process.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from .._backends._mp_private import helper_fds
 
 __all__ = ("LeakError", "Snapshot", "no_leaks", "snapshot")
 
-_SESSION_HELPERS = (b"multiprocessing.forkserver", b"multiprocessing.resource_tracker")
+_SESSION_HELPERS = (
+    b"multiprocessing.forkserver",
+    b"multiprocessing.resource_tracker",
+    b"parallelkit.testing._cluster",  # the plugin's dask cluster for the session
+)
+#: Threads a library starts once and keeps for the life of the process:
+#: dask.distributed's offload thread, started on first use.
+_SESSION_THREADS = ("Dask-Offload",)
 
 
 @final
@@ -86,7 +95,11 @@ def _new_since(before: Snapshot) -> list[str]:
     if children:
         problems.append(f"child processes {sorted(children)}")
     threads = [
-        t for t in threading.enumerate() if t.ident in now.threads - before.threads and t.is_alive()
+        t
+        for t in threading.enumerate()
+        if t.ident in now.threads - before.threads
+        and t.is_alive()
+        and not t.name.startswith(_SESSION_THREADS)
     ]
     if threads:
         problems.append("threads " + ", ".join(sorted(repr(t.name) for t in threads)))

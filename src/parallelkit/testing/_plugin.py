@@ -2,9 +2,13 @@
 
 Fixtures:
 
-- ``backend``: parametrizes a test over every backend; the test body runs
-  inside ``parallelkit.config(backend=...)``, so code that creates executors,
-  pools or channels without naming a backend uses it.
+- ``backend``: parametrizes a test over every backend whose dependencies are
+  installed; the test body runs inside ``parallelkit.config(backend=...)``, so
+  code that creates executors, pools or channels without naming a backend
+  uses it. For ``"dask"`` it also sets ``address`` to the session's cluster.
+- ``parallelkit_dask_address``: the address of a dask cluster on 127.0.0.1
+  (two workers of one thread, in a process of its own) started once for the
+  session, on first use, and stopped at its end.
 - ``no_leaks``: fails the test if it leaves child processes, threads or file
   descriptors behind.
 """
@@ -15,18 +19,35 @@ from collections.abc import Iterator
 
 import pytest
 
-from .._backends._registry import backend_names
+from .._backends._registry import available_backends
 from .._config import config
 from ._leaks import Snapshot
 from ._leaks import no_leaks as _no_leaks
 
-__all__ = ("backend", "no_leaks")
+__all__ = ("backend", "no_leaks", "parallelkit_dask_address")
 
 
-@pytest.fixture(params=backend_names())
+@pytest.fixture(scope="session")
+def parallelkit_dask_address() -> Iterator[str]:
+    """The scheduler address of a loopback dask cluster shared by the session."""
+    from ._cluster import start_cluster, stop_cluster
+
+    proc, address = start_cluster(workers=2)
+    try:
+        yield address
+    finally:
+        stop_cluster(proc)
+
+
+@pytest.fixture(params=available_backends())
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each backend's name in turn, configured as the default for the test."""
     name: str = request.param
+    if name == "dask":
+        address: str = request.getfixturevalue("parallelkit_dask_address")
+        with config(backend=name, address=address):
+            yield name
+        return
     with config(backend=name):
         yield name
 
