@@ -22,6 +22,10 @@ NOT_ON_DASK: dict[str, str] = {
     "tests/test_channels_*": "parallelkit's channels are not built for dask yet (ConfigError)",
     "tests/test_*.py::*channel*": "parallelkit's channels are not built for dask yet",
     "tests/test_*.py::*queue*": "parallelkit's channels are not built for dask yet",
+    "tests/test_process.py::*": (
+        "a Process talks to its parent through parallelkit's channels, which are not built "
+        "for dask yet"
+    ),
     "tests/test_executor.py::test_check_pickle_on_threads_catches_what_processes_refuse": (
         "dask always serializes, as processes do"
     ),
