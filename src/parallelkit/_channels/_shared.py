@@ -10,7 +10,7 @@
         the same ctypes object is laid over either memory, so coercion,
         overflow and every read are identical on both backends
 
-    pickle ──▶ (arena name, offset, C type, lock, token) ──▶ open_shared() in the
+    pickle ──▶ (arena name, offset, C type, lock, token) ──▶ _open_shared() in the
                receiving process: the object already there for that token, else
                one laid over the same block of the same arena
 
@@ -34,7 +34,7 @@ from .._errors import ClosedChannelError, NotALockError
 from ._layout import is_struct, load_type, type_ref
 from ._memory import Segment, allocate, attach
 from ._select import is_process, resolve
-from ._sharing import local_reduce, new_token, recall, remember
+from ._sharing import local_reduce, new_token, remember, reopens
 from ._sync import Lock, RLock, rlock_for
 
 __all__ = ("Holding", "SharedBase", "closed_error")
@@ -279,6 +279,7 @@ class SharedBase:
         return (
             _open_shared,
             (
+                self._token,
                 type(self),
                 self._backend,
                 type_ref(self._ctype),
@@ -286,7 +287,6 @@ class SharedBase:
                 self._segment.name,
                 self._offset,
                 self._lock,
-                self._token,
             ),
         )
 
@@ -301,7 +301,9 @@ def _fast_lock(lock: Lock | RLock | None) -> Any:
     return adapter.lock
 
 
+@reopens
 def _open_shared(
+    token: str,
     cls: type[SharedBase],
     backend: str,
     ref: object,
@@ -309,12 +311,7 @@ def _open_shared(
     segment_name: str,
     offset: int,
     lock: Lock | RLock | None,
-    token: str,
 ) -> SharedBase:
-    known = recall(token)
-    if known is not None:
-        found: SharedBase = known
-        return found
     obj = cls.__new__(cls)
     ctype = load_type(ref)
     segment = attach(segment_name, cls._what)
@@ -331,5 +328,4 @@ def _open_shared(
     obj._token = token
     whole = ctype if length is None else ctype * length
     obj._obj = whole.from_buffer(segment.buffer, offset)
-    remember(token, obj)
     return obj
