@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sys
 import threading
@@ -14,10 +15,8 @@ from hypothesis import strategies as st
 
 import parallelkit
 from parallelkit import ConfigError, Executor, config, current_settings
-from parallelkit._config import (
-    _header,  # pyright: ignore[reportPrivateUsage]
-    _parse_toml_subset,  # pyright: ignore[reportPrivateUsage]
-)
+from parallelkit._config import _KEYS  # pyright: ignore[reportPrivateUsage]
+from parallelkit._config_file import parse_toml_subset, table_header
 
 ENV = (
     "PARALLELKIT_BACKEND",
@@ -308,7 +307,7 @@ def test_bad_value_in_context_names_the_context() -> None:
 
 
 def test_explicit_config_file_root_keys_are_read_by_the_subset_reader(tmp_path: Path) -> None:
-    parsed = _parse_toml_subset('backend = "serial"\n', str(tmp_path / "x.toml"), read_root=True)
+    parsed = parse_toml_subset('backend = "serial"\n', str(tmp_path / "x.toml"), read_root=True)
     assert parsed == {"backend": "serial"}
 
 
@@ -344,7 +343,7 @@ def test_toml_subset_reader_reads_the_parallelkit_table(tmp_path: Path) -> None:
         'backend = "thread"  # a comment\nworkers = 4\ncheck_pickle = true\n'
         "start_method = 'spawn'\n\n[tool.other]\nx = [1, 2]\n"
     )
-    parsed = _parse_toml_subset(
+    parsed = parse_toml_subset(
         'requires = ["setuptools"]\n' + text, str(tmp_path / "pyproject.toml"), read_root=False
     )
     assert parsed == {
@@ -361,13 +360,13 @@ def test_toml_subset_reader_reads_the_parallelkit_table(tmp_path: Path) -> None:
 
 def test_toml_subset_reader_rejects_what_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="line 2"):
-        _parse_toml_subset(
+        parse_toml_subset(
             "[tool.parallelkit]\nworkers = [1]\n", str(tmp_path / "x.toml"), read_root=True
         )
 
 
 def _subset_reader(data: bytes, path: str, explicit: bool) -> dict[str, object]:
-    return _parse_toml_subset(data.decode("utf-8"), path, read_root=explicit)
+    return parse_toml_subset(data.decode("utf-8"), path, read_root=explicit)
 
 
 # What a config file holds, as the settings it gives or the error it raises: the
@@ -392,16 +391,16 @@ def test_both_toml_readers_lay_tables_out_alike(
     explicit: bool,
     expected: dict[str, object] | str,
 ) -> None:
-    from parallelkit import _config  # pyright: ignore[reportPrivateUsage]
+    from parallelkit import _config_file
 
     path = tmp_path / "settings.toml"
     path.write_text(text, encoding="utf-8")
     readers = [_subset_reader]
     if sys.version_info >= (3, 11):
-        readers.append(_config._parse_toml)  # pyright: ignore[reportPrivateUsage]
+        readers.append(_config_file.parse_toml)
     for reader in readers:
-        monkeypatch.setattr(_config, "_parse_toml", reader)
-        read = _config._read_settings  # pyright: ignore[reportPrivateUsage]
+        monkeypatch.setattr(_config_file, "parse_toml", reader)
+        read = functools.partial(_config_file.read_settings, known=_KEYS)
         if isinstance(expected, dict):
             assert read(str(path), explicit) == expected, reader
         else:
@@ -432,4 +431,4 @@ def test_a_header_line_is_read_as_the_pattern_of_toml_headers_reads_it(text: str
     if match is not None and not match.group(1).strip():
         return
     expected = None if match is None else re.sub("[\"' ]", "", match.group(1))
-    assert _header(line) == expected
+    assert table_header(line) == expected

@@ -151,6 +151,7 @@ def test_a_worker_loads_only_what_it_runs(start_method: str, tmp_path: Path) -> 
         "parallelkit._signals",
         "parallelkit._channels",
         "parallelkit._config",
+        "parallelkit._config_file",
         "parallelkit._engine",
         "parallelkit._errors",
         "parallelkit._results",

@@ -9,16 +9,14 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._channels._array import Array as Array
+    from ._channels._array import LockedArray as LockedArray
     from ._channels._joinable import JoinableQueue as JoinableQueue
     from ._channels._pipe import Connection as Connection
     from ._channels._pipe import Pipe as Pipe
     from ._channels._pipe import Receiver as Receiver
     from ._channels._pipe import Sender as Sender
     from ._channels._queue import Queue as Queue
-    from ._channels._shared import Array as Array
-    from ._channels._shared import LockedArray as LockedArray
-    from ._channels._shared import LockedValue as LockedValue
-    from ._channels._shared import Value as Value
     from ._channels._sync import Barrier as Barrier
     from ._channels._sync import BoundedSemaphore as BoundedSemaphore
     from ._channels._sync import Condition as Condition
@@ -26,6 +24,8 @@ if TYPE_CHECKING:
     from ._channels._sync import Lock as Lock
     from ._channels._sync import RLock as RLock
     from ._channels._sync import Semaphore as Semaphore
+    from ._channels._value import LockedValue as LockedValue
+    from ._channels._value import Value as Value
     from ._config import Settings as Settings
     from ._config import config as config
     from ._config import current_settings as current_settings
@@ -104,10 +104,10 @@ _HOME: dict[str, str] = {
     "Sender": "._channels._pipe",
     "Queue": "._channels._queue",
     "JoinableQueue": "._channels._joinable",
-    "Array": "._channels._shared",
-    "LockedArray": "._channels._shared",
-    "LockedValue": "._channels._shared",
-    "Value": "._channels._shared",
+    "Array": "._channels._array",
+    "LockedArray": "._channels._array",
+    "LockedValue": "._channels._value",
+    "Value": "._channels._value",
     "Barrier": "._channels._sync",
     "BoundedSemaphore": "._channels._sync",
     "Condition": "._channels._sync",

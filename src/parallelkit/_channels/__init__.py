@@ -15,10 +15,13 @@
 
     ._queue     Queue            ._pipe    Pipe, Connection, Sender, Receiver
     ._joinable  JoinableQueue    ._sync    Lock, RLock, Semaphore, BoundedSemaphore,
-    ._shared    Value, Array               Condition, Event, Barrier
+    ._value     Value                      Condition, Event, Barrier
+    ._array     Array       ._shared  what Value and Array share
     ._layout    the C types
 """
 
+from ._array import Array as Array
+from ._array import LockedArray as LockedArray
 from ._joinable import JoinableQueue as JoinableQueue
 from ._joinable import make_joinable_queue as make_joinable_queue
 from ._pipe import Connection as Connection
@@ -28,10 +31,6 @@ from ._pipe import Sender as Sender
 from ._pipe import make_pipe as make_pipe
 from ._queue import Queue as Queue
 from ._queue import make_queue as make_queue
-from ._shared import Array as Array
-from ._shared import LockedArray as LockedArray
-from ._shared import LockedValue as LockedValue
-from ._shared import Value as Value
 from ._sync import Barrier as Barrier
 from ._sync import BoundedSemaphore as BoundedSemaphore
 from ._sync import Condition as Condition
@@ -41,6 +40,8 @@ from ._sync import RLock as RLock
 from ._sync import Semaphore as Semaphore
 from ._types import FloatCode as FloatCode
 from ._types import IntCode as IntCode
+from ._value import LockedValue as LockedValue
+from ._value import Value as Value
 
 __all__ = (
     "Array",

@@ -61,8 +61,8 @@ from ._sharing import (
     new_token,
     open_semlock,
     own,
-    recall,
     remember,
+    reopens,
 )
 from ._stream import (
     CAPACITY,
@@ -850,8 +850,8 @@ class Queue(Generic[T]):
         if isinstance(impl, _ThreadQueue):
             return local_reduce(self, impl.token, cls.__name__)
         if cls is Queue:  # the common case pickles no class reference
-            return (_open_queue, (self._backend, impl.state()))
-        return (_open_queue, (self._backend, impl.state(), cls))
+            return (_open_queue, (impl.state(), self._backend))
+        return (_open_queue, (impl.state(), self._backend, cls))
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -866,13 +866,9 @@ def make_queue(settings: Settings, maxsize: int) -> Queue[Any]:
     return q
 
 
-def _open_queue(backend: str, state: tuple[Any, ...], cls: type[Queue[Any]] = Queue) -> Queue[Any]:
-    known = recall(state[0])
-    if known is not None:
-        found: Queue[Any] = known
-        return found
+@reopens
+def _open_queue(state: tuple[Any, ...], backend: str, cls: type[Queue[Any]] = Queue) -> Queue[Any]:
     q: Queue[Any] = cls.__new__(cls)
     q._backend = backend
     q._impl = cls._process_impl.open(state)
-    remember(state[0], q)
     return q

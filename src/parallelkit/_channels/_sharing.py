@@ -32,6 +32,7 @@ them; anywhere else they raise a clear error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import itertools
 import os
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import weakref
 from multiprocessing import resource_tracker, util
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, cast
 
 from .._errors import ClosedChannelError
 
@@ -62,6 +63,7 @@ __all__ = (
     "own",
     "recall",
     "remember",
+    "reopens",
     "shm_open",
     "shm_unlink",
 )
@@ -118,6 +120,41 @@ def remember(token: str, obj: object) -> None:
 def recall(token: str) -> Any:
     """Return this process's object for ``token``, or None."""
     return _live.get((os.getpid(), token))
+
+
+_K = TypeVar("_K", bound="str | tuple[Any, ...]")
+_P = ParamSpec("_P")
+_C = TypeVar("_C")
+
+
+def reopens(open_: Callable[Concatenate[_K, _P], _C]) -> Callable[Concatenate[_K, _P], _C]:
+    """Make ``open_`` the unpickler of a process-backend channel, keeping identity.
+
+    The first argument of ``open_`` names the object: its token, or a tuple
+    of names whose first is the token. The decorated function returns this
+    process's object for that token if there is one; otherwise it calls
+    ``open_`` to open the names, and remembers what it returns.
+
+    Args:
+        open_: Builds the object from the arguments its ``__reduce__`` wrote.
+
+    Returns:
+        The function to name in ``__reduce__`` (it keeps ``open_``'s name,
+        so pickles find it in its module).
+    """
+
+    @functools.wraps(open_)
+    def reopen(key: _K, /, *args: _P.args, **kwargs: _P.kwargs) -> _C:
+        token: str = key if isinstance(key, str) else key[0]
+        known = recall(token)
+        if known is not None:
+            found: _C = known
+            return found
+        obj = open_(key, *args, **kwargs)
+        remember(token, obj)
+        return obj
+
+    return reopen
 
 
 def local_reduce(

@@ -45,8 +45,8 @@ from ._sharing import (
     new_token,
     open_semlock,
     own,
-    recall,
     remember,
+    reopens,
 )
 
 __all__ = (
@@ -173,25 +173,21 @@ class _Primitive:
         if not self._shared:
             return local_reduce(self, self._token, self._what)
         raw = self._raw()
-        return (_open_primitive, (type(self), self._backend, raw.kind, raw.maxvalue, self._token))
+        return (_open_primitive, (self._token, type(self), self._backend, raw.kind, raw.maxvalue))
 
     def __repr__(self) -> str:
         return f"<parallelkit.{type(self).__name__} backend={self._backend!r}>"
 
 
+@reopens
 def _open_primitive(
-    cls: type[_Primitive], backend: str, kind: int, maxvalue: int, name: str
+    name: str, cls: type[_Primitive], backend: str, kind: int, maxvalue: int
 ) -> _Primitive:
-    known = recall(name)
-    if known is not None:
-        found: _Primitive = known
-        return found
     obj = cls.__new__(cls)
     obj._impl = open_semlock(kind, maxvalue, name, cls._what)
     obj._backend = backend
     obj._shared = True
     obj._token = name
-    remember(name, obj)
     util.register_after_fork(obj, _Primitive._after_fork)
     return obj
 
@@ -587,7 +583,7 @@ class Condition:
     def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
         if not self._lock._shared:
             return local_reduce(self, self._names[0], "Condition")
-        return (_open_condition, (self._backend, self._lock, self._names))
+        return (_open_condition, (self._names, self._backend, self._lock))
 
     def __repr__(self) -> str:
         return f"<parallelkit.Condition backend={self._backend!r} lock={self._lock!r}>"
@@ -600,18 +596,14 @@ def condition_for(lock: Lock | RLock) -> Condition:
     return cond
 
 
-def _open_condition(backend: str, lock: Lock | RLock, names: tuple[str, ...]) -> Condition:
-    known = recall(names[0])
-    if known is not None:
-        found: Condition = known
-        return found
+@reopens
+def _open_condition(names: tuple[str, ...], backend: str, lock: Lock | RLock) -> Condition:
     cond = Condition.__new__(Condition)
     cond._lock = lock
     cond._backend = backend
     cond._names = names
     sems = [open_semlock(SEMAPHORE, SEM_VALUE_MAX, name, "Condition") for name in names]
     cond._impl = _ProcessCondition(lock._raw(), *sems)
-    remember(names[0], cond)
     return cond
 
 
@@ -704,24 +696,20 @@ class Event:
     def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
         if self._thread is not None:
             return local_reduce(self, self._name, "Event")
-        return (_open_event, (self._backend, self._cond, self._name))
+        return (_open_event, (self._name, self._backend, self._cond))
 
     def __repr__(self) -> str:
         return f"<parallelkit.Event backend={self._backend!r} set={self.is_set()}>"
 
 
-def _open_event(backend: str, cond: Condition, name: str) -> Event:
-    known = recall(name)
-    if known is not None:
-        found: Event = known
-        return found
+@reopens
+def _open_event(name: str, backend: str, cond: Condition) -> Event:
     event = Event.__new__(Event)
     event._backend = backend
     event._cond = cond
     event._flag = open_semlock(SEMAPHORE, 1, name, "Event")
     event._name = name
     event._thread = None
-    remember(name, event)
     return event
 
 
@@ -931,6 +919,7 @@ class Barrier:
         return (
             _open_barrier,
             (
+                self._token,
                 self._backend,
                 impl.parties,
                 self._action,
@@ -938,7 +927,6 @@ class Barrier:
                 impl.cond,
                 impl.segment.name,
                 self._offset,
-                self._token,
             ),
         )
 
@@ -949,7 +937,9 @@ class Barrier:
         )
 
 
+@reopens
 def _open_barrier(
+    token: str,
     backend: str,
     parties: int,
     action_parcel: ChildParcel[Callable[[], object]] | None,
@@ -957,12 +947,7 @@ def _open_barrier(
     cond: Condition,
     segment_name: str,
     offset: int,
-    token: str,
 ) -> Barrier:
-    known = recall(token)
-    if known is not None:
-        found: Barrier = known
-        return found
     barrier = Barrier.__new__(Barrier)
     barrier._backend = backend
     barrier._action = action_parcel
@@ -971,5 +956,4 @@ def _open_barrier(
     action = action_parcel.value if action_parcel is not None else None
     segment = attach(segment_name, "Barrier")
     barrier._impl = _ProcessBarrier(parties, action, timeout, cond, segment, offset)
-    remember(token, barrier)
     return barrier
