@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import inspect
 import sys
@@ -69,6 +70,26 @@ def test_all_is_a_sorted_tuple_of_unique_names(module: ModuleType) -> None:
 def test_every_name_in_all_resolves(module: ModuleType) -> None:
     missing = [name for name in all_names(module) if not hasattr(module, name)]
     assert not missing
+
+
+def test_the_three_lists_of_public_names_agree() -> None:
+    # parallelkit/__init__.py names each public name three times, because each reader
+    # needs its own list: the type checkers read the TYPE_CHECKING imports and the
+    # literal __all__, and the lazy loader reads _HOME. They must say the same.
+    tree = ast.parse(Path(inspect.getfile(parallelkit)).read_text(encoding="utf-8"))
+    guarded = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    imported = {
+        alias.asname or alias.name: f".{node.module}"
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert sorted(imported) == all_names(parallelkit)
+    assert vars(parallelkit)["_HOME"] == imported
 
 
 @pytest.mark.parametrize("module", MODULES, ids=module_id)
