@@ -39,9 +39,8 @@ from typing import (
     overload,
 )
 
-from .._errors import ClosedChannelError
 from ._layout import describe_format, element_type, typecode_of
-from ._shared import Holding, SharedBase, closed_error
+from ._shared import Holding, LockedView, SharedBase, closed_error
 from ._sync import Lock, RLock
 from ._types import FloatCode, IntCode, T, T_co
 
@@ -64,7 +63,7 @@ class _Element(Protocol[T_co]):
 
 
 @final
-class LockedArray(Generic[T]):
+class LockedArray(LockedView, Generic[T]):
     """The live contents of an :class:`Array` while its lock is held (see :meth:`Array.locked`).
 
     Indexing returns live elements (a Structure element can be changed in
@@ -72,19 +71,7 @@ class LockedArray(Generic[T]):
     again. The view refuses use after the ``with`` block.
     """
 
-    __slots__ = ("_obj", "_open")
-
-    def __init__(self, obj: Any) -> None:
-        self._obj = obj
-        self._open = True
-
-    def _retire(self) -> None:
-        self._open = False
-
-    def _target(self) -> Any:
-        if not self._open:
-            raise ClosedChannelError("a locked() view was used after its 'with' block ended")
-        return self._obj
+    __slots__ = ()
 
     def __len__(self) -> int:
         return len(self._target())

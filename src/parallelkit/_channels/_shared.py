@@ -37,9 +37,9 @@ from ._select import is_process, resolve
 from ._sharing import local_reduce, new_token, remember, reopens
 from ._sync import Lock, RLock, rlock_for
 
-__all__ = ("Holding", "SharedBase", "closed_error")
+__all__ = ("Holding", "LockedView", "SharedBase", "closed_error")
 
-_V = TypeVar("_V")
+_V = TypeVar("_V", bound="LockedView")
 
 
 class _WithLockOnly:
@@ -90,6 +90,28 @@ def closed_error(what: str) -> ClosedChannelError:
     return ClosedChannelError(f"this {what} was closed; its memory is no longer reachable from it")
 
 
+class LockedView:
+    """What ``with shared.locked() as view`` hands out: the shared object, until the block ends.
+
+    :class:`~parallelkit.LockedValue` and :class:`~parallelkit.LockedArray`
+    build on it; once retired, every use raises :class:`ClosedChannelError`.
+    """
+
+    __slots__ = ("_obj", "_open")
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+        self._open = True
+
+    def _retire(self) -> None:
+        self._open = False
+
+    def _target(self) -> Any:
+        if not self._open:
+            raise ClosedChannelError("a locked() view was used after its 'with' block ended")
+        return self._obj
+
+
 class Holding(Generic[_V]):
     """``with shared.locked() as view``: hold the lock, hand out a live view, then retire it."""
 
@@ -109,8 +131,7 @@ class Holding(Generic[_V]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        view: Any = self._view
-        view._retire()
+        self._view._retire()
         self._lock.__exit__(exc_type, exc, tb)
 
 

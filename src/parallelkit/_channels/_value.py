@@ -22,9 +22,8 @@ import ctypes
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final, overload
 
-from .._errors import ClosedChannelError
 from ._layout import class_of, element_type, frozen_copy, typecode_of
-from ._shared import Holding, SharedBase
+from ._shared import Holding, LockedView, SharedBase
 from ._sync import Lock, RLock
 from ._types import FloatCode, IntCode, T
 
@@ -38,7 +37,7 @@ _V = TypeVar("_V")
 
 
 @final
-class LockedValue(Generic[T]):
+class LockedValue(LockedView, Generic[T]):
     """The live contents of a :class:`Value` while its lock is held (see :meth:`Value.locked`).
 
     ``cell.value`` reads and writes the shared memory directly; for a
@@ -46,20 +45,11 @@ class LockedValue(Generic[T]):
     works. The view refuses use after the ``with`` block.
     """
 
-    __slots__ = ("_obj", "_open", "_struct")
+    __slots__ = ("_struct",)
 
     def __init__(self, obj: Any, struct: bool) -> None:
-        self._obj = obj
+        super().__init__(obj)
         self._struct = struct
-        self._open = True
-
-    def _retire(self) -> None:
-        self._open = False
-
-    def _target(self) -> Any:
-        if not self._open:
-            raise ClosedChannelError("a locked() view was used after its 'with' block ended")
-        return self._obj
 
     @property
     def value(self) -> T:
