@@ -60,10 +60,41 @@ from ._base import BackendOptions, Chunk, Hooks
 if TYPE_CHECKING:
     from .._config import Settings
 
-__all__ = ("Backend", "ChunkTask", "Initializer", "run_task")
+__all__ = ("Backend", "ChunkTask", "Initializer", "loopback_cluster", "run_task")
 
 #: distributed, where its functions are not typed: the one untyped boundary.
 _dask: Any = distributed
+
+
+def loopback_cluster(workers: int, *, silence_logs: int) -> Any:
+    """A ``LocalCluster`` as parallelkit starts one: loopback only, no retries, no dashboard.
+
+    Worker processes (``processes=True``) of one thread each listen on
+    127.0.0.1; the scheduler fails a task whose worker died at once
+    (``allowed_failures=0``) instead of running it again; the dashboard is off
+    and its health routes take a free port of 127.0.0.1, not 8787.
+
+    Args:
+        workers: How many workers.
+        silence_logs: The level below which distributed's own log records are dropped.
+
+    Returns:
+        The running ``distributed.LocalCluster``.
+    """
+    return _dask.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={
+            "allowed_failures": 0,
+            "dashboard": False,
+            "dashboard_address": "127.0.0.1:0",
+        },
+        silence_logs=silence_logs,
+    )
+
 
 #: How long closing waits for the cluster of our own, and for a worker restart.
 CLOSE_TIMEOUT: Final = 30.0
@@ -175,20 +206,8 @@ class Backend:
                     "check the address and that the scheduler is running"
                 ) from exc
         elif client is None:
-            self._cluster = _dask.LocalCluster(
-                n_workers=settings.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                # No dashboard; its health routes on a free port of 127.0.0.1, not on 8787.
-                scheduler_kwargs={
-                    "allowed_failures": 0,
-                    "dashboard": False,
-                    "dashboard_address": "127.0.0.1:0",
-                },
-                silence_logs=40,  # logging.ERROR: a killed worker is our error to report
-            )
+            # logging.ERROR: a killed worker is our error to report.
+            self._cluster = loopback_cluster(settings.workers, silence_logs=40)
             try:
                 client = _dask.Client(self._cluster, set_as_default=False)
             except BaseException:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Final
+from typing import Final
 
 __all__ = ("start_cluster", "stop_cluster")
 
@@ -84,7 +84,7 @@ def stop_cluster(proc: subprocess.Popen[bytes]) -> None:
 def _main(path: str, workers: int) -> None:  # pragma: no cover - runs in the cluster process
     import logging
 
-    import distributed
+    from .._backends._dask import loopback_cluster
 
     stop = threading.Event()
 
@@ -93,21 +93,7 @@ def _main(path: str, workers: int) -> None:  # pragma: no cover - runs in the cl
 
     signal.signal(signal.SIGTERM, on_term)
     parent = os.getppid()
-    dask: Any = distributed
-    cluster = dask.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        # No dashboard; its health routes on a free port of 127.0.0.1, not on 8787.
-        scheduler_kwargs={
-            "allowed_failures": 0,
-            "dashboard": False,
-            "dashboard_address": "127.0.0.1:0",
-        },
-        silence_logs=logging.CRITICAL,
-    )
+    cluster = loopback_cluster(workers, silence_logs=logging.CRITICAL)
     try:
         with open(path + ".tmp", "w", encoding="utf-8") as file:
             file.write(str(cluster.scheduler_address))
