@@ -627,7 +627,11 @@ class _ProcessEnd:
                 return True
             # A hang-up with nothing to read: EOF, unless a copy of the peer is in flight.
             if not _in_flight(self._folder, self._peer):
-                return True
+                # A copy that landed between the hang-up and the look for tickets opened
+                # its writer before it removed its ticket: then the hang-up is gone.
+                if self._poller.poll(0):
+                    return True
+                continue
             if left is not None and left <= 0:
                 return False
             time.sleep(_LANDING_POLL if left is None else min(_LANDING_POLL, left))
