@@ -273,6 +273,21 @@ def test_cancel_kill_stops_a_running_task(parallelkit_dask_address: str) -> None
         assert pool.apply(abs, (-4,)) == 4
 
 
+def test_kills_in_a_row_never_take_a_later_task_with_them(parallelkit_dask_address: str) -> None:
+    # Each kill comes while the other worker may still be coming back, so the
+    # next task is often handed to the very worker being killed: it must be
+    # held there and sent again (under a new key), never fail as crashed.
+    for _ in range(4):
+        with Pool(backend="dask", address=parallelkit_dask_address) as pool:
+            result = pool.apply_async(sleep_then, (60,))
+            deadline = time.monotonic() + 20
+            while _running_pid_pool(pool) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert result.cancel(kill=True)
+            assert pool.apply(abs, (-4,)) == 4
+
+
 def _running_pid_pool(pool: Pool) -> int | None:
     engine = pool._engine  # pyright: ignore[reportPrivateUsage]
     for chunk in list(engine._running.values()):  # pyright: ignore[reportPrivateUsage]
@@ -295,6 +310,16 @@ def test_failing_initializer_breaks_the_executor(parallelkit_dask_address: str) 
         pytest.raises(BrokenExecutorError, match="no database"),
     ):
         ex.submit(abs, 1).result(30)
+    # No plugin of ours is left on the shared cluster (neither this failed one,
+    # nor those of executors closed before): left there, a failed one would fail
+    # every worker started later, and their nannies would close for good.
+    with distributed.Client(parallelkit_dask_address, set_as_default=False) as client:
+        names = client.run_on_scheduler(_worker_plugin_names)
+    assert not [name for name in names if name.startswith("parallelkit-init")]
+
+
+def _worker_plugin_names(dask_scheduler: Any) -> list[str]:
+    return list(dask_scheduler.worker_plugins)
 
 
 def test_a_given_client_stays_open(parallelkit_dask_address: str) -> None:

@@ -2,7 +2,7 @@
 
 ::
 
-    engine ── send(chunk) ──▶ client.submit(run_task, ChunkTask(id, fn bytes, items bytes,
+    engine ── send(chunk) ──▶ client.submit(run_task, ChunkTask(id, key, fn, items,
               (caller's thread)       mode, topic), key="parallelkit-<token>-<id>",
                                       pure=False, retries=0)
                                       │
@@ -10,7 +10,7 @@
                                         (LocalCluster on 127.0.0.1), else at ``address``
                                       │
                                       ▼ a dask worker: run_task()
-                                          worker.log_event(topic, (id, pid, worker address))
+                                          worker.log_event(topic, (key, pid, worker address))
                                           then run_blob(): the outcome, pickled, as bytes
                                       │
     engine ◀── hooks.started ──────── client.subscribe_topic(topic) (the client's event loop)
@@ -18,8 +18,9 @@
                                        _dask.as_completed(with_results=True), which
                                        send() feeds with .add(future); outcome bytes
                                        → values and errors; KilledWorker → WorkerCrashedError
-    abort(chunk) ──▶ stopper thread ("parallelkit-dask-stop"): cancel the future, then
-                     client.restart_workers([the worker that holds it])
+    abort(chunk) ──▶ stopper thread ("parallelkit-dask-stop"), on the worker that runs it:
+                     client.run(hold_chunks), cancel the future, then
+                     client.run(end_worker_process): its nanny starts a new one
 
 Chunking, windows, retries and errors are the engine's, as on every backend:
 dask only runs chunks. The chunk travels as one :class:`ChunkTask` (its items
@@ -28,13 +29,16 @@ item by item; the outcome comes back as bytes made by the worker, so a result
 that cannot be pickled becomes a :class:`~parallelkit.RemoteError` there.
 
 A dask task that is running cannot be stopped: a ``task_timeout`` or
-``cancel(kill=True)`` restarts the worker process that runs it (through its
-nanny, a second or more), and the chunks queued on that worker go back to the
-scheduler, which runs them elsewhere (or, when it reports them as lost with
-its worker, they are sent again here: they never started). A worker that dies is not replaced by a
-retry of its chunk: the cluster of our own runs with
-``distributed.scheduler.allowed-failures`` at 0, so the chunk fails at once
-with ``KilledWorker``, read here as :class:`~parallelkit.WorkerCrashedError`.
+``cancel(kill=True)`` kills the worker process that runs it (SIGKILL, as on
+the process backend), and its nanny starts a new one (a second or more). From
+the moment the stopper decides until the kill, the worker holds every chunk it
+is given instead of starting it (:func:`hold_chunks`), so no other chunk dies
+with it: those held, never started, come back as lost with their worker and are
+sent again here once, under a new key (the scheduler keeps the old key's
+error). A worker that dies is not replaced by a retry of its chunk: the cluster
+of our own runs with ``distributed.scheduler.allowed-failures`` at 0, so the
+chunk fails at once with ``KilledWorker``, read here as
+:class:`~parallelkit.WorkerCrashedError`.
 
 This module is imported only when the dask backend is chosen; workers import
 it to unpickle :class:`ChunkTask`, so parallelkit must be installed on them.
@@ -44,7 +48,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable
@@ -60,7 +66,15 @@ from ._base import BackendOptions, Chunk, Hooks
 if TYPE_CHECKING:
     from .._config import Settings
 
-__all__ = ("Backend", "ChunkTask", "Initializer", "loopback_cluster", "run_task")
+__all__ = (
+    "Backend",
+    "ChunkTask",
+    "Initializer",
+    "end_worker_process",
+    "hold_chunks",
+    "loopback_cluster",
+    "run_task",
+)
 
 #: distributed, where its functions are not typed: the one untyped boundary.
 _dask: Any = distributed
@@ -98,6 +112,8 @@ def loopback_cluster(workers: int, *, silence_logs: int) -> Any:
 
 #: How long closing waits for the cluster of our own, and for a worker restart.
 CLOSE_TIMEOUT: Final = 30.0
+#: The longest a worker about to be restarted holds the chunks it is given.
+RESTART_HOLD: Final = CLOSE_TIMEOUT + 10.0
 #: Chunks handed to the cluster per worker thread: one running, the next ones
 #: already at the worker or the scheduler, so no worker waits for a round trip.
 WINDOW_PER_WORKER: Final = 4
@@ -109,23 +125,68 @@ class ChunkTask:
 
     Attributes:
         chunk_id: The engine's id of the chunk.
+        key: The dask key it runs under (a chunk sent again has a new one).
         fn: The task function, serialized.
         items: The chunk's items, serialized (one list).
         mode: How an item becomes a call (see :mod:`parallelkit._backends._modes`).
         topic: The event topic where the worker tells that it started the chunk.
     """
 
-    __slots__ = ("chunk_id", "fn", "items", "mode", "topic")
+    __slots__ = ("chunk_id", "fn", "items", "key", "mode", "topic")
 
-    def __init__(self, chunk_id: int, fn: bytes, items: bytes, mode: int, topic: str) -> None:
+    def __init__(
+        self, chunk_id: int, key: str, fn: bytes, items: bytes, mode: int, topic: str
+    ) -> None:
         self.chunk_id = chunk_id
+        self.key = key
         self.fn = fn
         self.items = items
         self.mode = mode
         self.topic = topic
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (ChunkTask, (self.chunk_id, self.fn, self.items, self.mode, self.topic))
+        return (
+            ChunkTask,
+            (self.chunk_id, self.key, self.fn, self.items, self.mode, self.topic),
+        )
+
+
+#: In a dask worker: until when (``time.monotonic()``) chunks wait instead of
+#: starting, because the worker is about to be restarted (see :func:`hold_chunks`).
+_hold_until = 0.0
+
+
+def hold_chunks(seconds: float) -> None:
+    """In a dask worker: make chunks that arrive wait, for at most ``seconds``.
+
+    Called (through ``client.run``) on a worker just before it is restarted to
+    stop a chunk: between the chunk's cancellation and the restart, the
+    scheduler may hand that worker another chunk, which would start and then
+    die with the worker. Held, it never starts: the restart ends it unstarted,
+    and it is sent again. ``hold_chunks(0)`` lifts the hold (a worker that
+    could not be restarted goes on).
+    """
+    global _hold_until
+    _hold_until = time.monotonic() + seconds
+
+
+def end_worker_process(dask_worker: Any) -> bool:
+    """In a dask worker: kill its own process, for its nanny to start a new one.
+
+    A worker without a nanny would not come back: it is left running (its
+    chunk runs on to its end, its result discarded) and its hold is lifted.
+
+    Args:
+        dask_worker: The worker (``client.run`` passes it by this name).
+
+    Returns:
+        False when the worker has no nanny; a killed worker returns nothing.
+    """
+    if dask_worker.nanny is None:
+        hold_chunks(0.0)
+        return False
+    os.kill(os.getpid(), signal.SIGKILL)
+    return True  # pragma: no cover - the process is gone
 
 
 def run_task(task: ChunkTask) -> bytes:
@@ -137,8 +198,11 @@ def run_task(task: ChunkTask) -> bytes:
     Returns:
         Its outcome, pickled (see :func:`parallelkit._worker.pack_outcome`).
     """
+    held = _hold_until - time.monotonic()
+    if held > 0:  # this worker is about to be restarted: wait for it, do not start
+        time.sleep(held)
     worker: Any = _dask.get_worker()
-    worker.log_event(task.topic, (task.chunk_id, os.getpid(), str(worker.address)))
+    worker.log_event(task.topic, (task.key, os.getpid(), str(worker.address)))
     return _worker.run_blob(task.chunk_id, task.fn, task.items, task.mode)
 
 
@@ -237,6 +301,12 @@ class Backend:
             try:
                 client.register_plugin(plugin, name=self._plugin)
             except Exception as exc:  # the initializer raised in a worker
+                # Take it off the scheduler at once: left there, it would run
+                # (and fail) in every worker that starts later, and a nanny
+                # whose new worker fails to start closes for good.
+                with contextlib.suppress(Exception):
+                    client.unregister_worker_plugin(self._plugin)
+                self._plugin = None
                 hooks.broken(exc)
 
     # -- the protocol -----------------------------------------------------------------
@@ -249,8 +319,9 @@ class Backend:
 
     def send(self, chunk: Chunk) -> None:
         assert isinstance(chunk.fn, bytes) and isinstance(chunk.payload, bytes)
-        key = f"{self._topic}-{chunk.id}"
-        task = ChunkTask(chunk.id, chunk.fn, chunk.payload, chunk.mode, self._topic)
+        # A chunk sent again takes a new key: the scheduler keeps the old one's error.
+        key = f"{self._topic}-{chunk.id}" + ("-again" if chunk.id in self._resent else "")
+        task = ChunkTask(chunk.id, key, chunk.fn, chunk.payload, chunk.mode, self._topic)
         with self._lock:
             self._chunks[key] = chunk
             self._pending += 1
@@ -267,7 +338,7 @@ class Backend:
     def abort(self, chunk: Chunk) -> None:
         """Stop a chunk the engine gave up on: restart the worker that runs it."""
         with self._lock:
-            self._chunks.pop(f"{self._topic}-{chunk.id}", None)
+            self._chunks.pop(getattr(chunk.handle, "key", ""), None)
             where = self._where.pop(chunk.id, None)
             if self._shut:
                 return
@@ -301,13 +372,14 @@ class Backend:
 
     def _on_started(self, event: tuple[float, Any]) -> None:
         """A worker took a chunk (the client's event loop calls this)."""
-        chunk_id, pid, address = event[1]
+        key, pid, address = event[1]
         with self._lock:
-            if f"{self._topic}-{chunk_id}" not in self._chunks:
+            chunk = self._chunks.get(key)
+            if chunk is None:
                 return  # it ended before the event came
-            self._where[chunk_id] = address
+            self._where[chunk.id] = address
         with contextlib.suppress(ReferenceError):
-            self._hooks.started(chunk_id, pid)
+            self._hooks.started(chunk.id, pid)
 
     def _collect(self) -> None:
         """Read outcomes as their futures finish, until the backend shuts down."""
@@ -341,7 +413,14 @@ class Backend:
         if status == "error" and isinstance(result, tuple):
             # as_completed(raise_errors=False) gives an error as (type, exception, traceback)
             result = cast("tuple[object, ...]", result)[1]
-        if status == "finished" and isinstance(result, bytes):
+        if status == "lost":
+            # Its worker died holding the outcome before it was fetched; the
+            # scheduler would run the chunk again, which is not ours to allow.
+            future: Any = chunk.handle
+            with contextlib.suppress(Exception):
+                future.cancel()
+            self._hooks.fail(chunk, self._crashed(chunk, None))
+        elif status == "finished" and isinstance(result, bytes):
             self._hooks.complete(chunk, *_worker.unpack_outcome(result, chunk.count))
         elif isinstance(result, BaseException) and isinstance(result, _dask.KilledWorker):
             if chunk.started is None and chunk.id not in self._resent and not self._stopping:
@@ -370,14 +449,25 @@ class Backend:
                 ),
             )
 
-    def _crashed(self, chunk: Chunk, error: BaseException) -> WorkerCrashedError:
+    def _crashed(self, chunk: Chunk, error: BaseException | None) -> WorkerCrashedError:
+        """The error for a chunk whose worker died.
+
+        ``error`` is dask's ``KilledWorker``, or None when the worker died
+        holding the chunk's outcome.
+        """
         pid = chunk.pid if chunk.pid is not None else -1
         worker: Any = getattr(error, "last_worker", None)
-        address = getattr(worker, "address", None) or "?"
-        who = f"dask worker {address}" + (f" (pid {pid})" if pid >= 0 else "")
+        address = getattr(worker, "address", None)
+        who = (f"dask worker {address}" if address else "a dask worker") + (
+            f" (pid {pid})" if pid >= 0 else ""
+        )
+        what = (
+            f"died while running {chunk.label}"
+            if error is not None
+            else f"died holding the outcome of {chunk.label} before it was fetched"
+        )
         crashed = WorkerCrashedError(
-            f"{who} died while running {chunk.label}; the scheduler does not run it again "
-            "(allowed-failures 0)",
+            f"{who} {what}; it is not run again (allowed-failures 0)",
             pid=pid,
             exitcode=None,
             task=chunk.label,
@@ -387,15 +477,46 @@ class Backend:
 
     def _stop_chunk(self, future: Any, where: str | None) -> None:
         """Cancel a chunk's future and restart the worker running it (a stopper thread)."""
-        with contextlib.suppress(Exception):
-            future.cancel()
+        client = self._client
         if where is None:
             with contextlib.suppress(Exception):
-                processing: dict[str, Any] = self._client.processing()
+                processing: dict[str, Any] = client.processing()
                 where = next((w for w, keys in processing.items() if future.key in keys), None)
-        if where is not None:
+        if where is None:  # not started anywhere: cancelling is enough
             with contextlib.suppress(Exception):
-                self._client.restart_workers([where], timeout=CLOSE_TIMEOUT, raise_for_error=False)
+                future.cancel()
+            return
+        self._restart([where], [future])
+
+    def _restart(self, workers: list[str], futures: list[Any]) -> None:
+        """Restart ``workers`` to stop ``futures`` running there, starting no other chunk.
+
+        Three steps, in this order: the workers hold any chunk they are given
+        from now on; the futures are cancelled (so that no scheduler runs them
+        again elsewhere); the workers' processes are killed, and their nannies
+        start new ones. The kill is ours, not ``client.restart_workers``: that
+        one waits for the scheduler's worker count to come back to what it was,
+        which a worker still leaving from an earlier restart can keep from
+        happening for its whole timeout.
+        """
+        client = self._client
+        with contextlib.suppress(Exception):
+            client.run(hold_chunks, RESTART_HOLD, workers=workers, on_error="ignore")
+        with contextlib.suppress(Exception):
+            client.cancel(futures, force=True)
+        kept: dict[str, object] = {}
+        with contextlib.suppress(Exception):
+            # A killed worker answers nothing; one without a nanny answers False.
+            kept = client.run(end_worker_process, workers=workers, on_error="ignore")
+        killed = set(workers).difference(kept)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        while killed and time.monotonic() < deadline:
+            # Return once the scheduler has let the killed workers go: a chunk
+            # sent from now on goes to a live worker, or waits for the new one.
+            with contextlib.suppress(Exception):
+                killed.intersection_update(client.nthreads())
+            if killed:
+                time.sleep(0.02)
 
     def _shut_down(self, *, cancel: bool) -> None:
         with self._lock:
@@ -411,13 +532,12 @@ class Backend:
             stoppers = list(self._stoppers)
         client = self._client
         if cancel and left:
-            with contextlib.suppress(Exception):
-                client.cancel([c.handle for c in left], force=True)
+            futures = [c.handle for c in left]
             if self._cluster is None and busy:  # a shared cluster: stop our running tasks
+                self._restart(sorted(busy), futures)
+            else:
                 with contextlib.suppress(Exception):
-                    client.restart_workers(
-                        sorted(busy), timeout=CLOSE_TIMEOUT, raise_for_error=False
-                    )
+                    client.cancel(futures, force=True)
         for stopper in stoppers:
             stopper.join(CLOSE_TIMEOUT)
         self._results.clear()
@@ -428,7 +548,7 @@ class Backend:
             self._collector.join(CLOSE_TIMEOUT)
         with contextlib.suppress(Exception):
             client.unsubscribe_topic(self._topic)
-        if self._plugin is not None and not self._own_client:
+        if self._plugin is not None and self._cluster is None:  # not ours to close
             with contextlib.suppress(Exception):
                 client.unregister_worker_plugin(self._plugin)
         if self._own_client:

@@ -8,7 +8,8 @@ Fixtures:
   uses it. For ``"dask"`` it also sets ``address`` to the session's cluster.
 - ``parallelkit_dask_address``: the address of a dask cluster on 127.0.0.1
   (two workers of one thread, in a process of its own) started once for the
-  session, on first use, and stopped at its end.
+  session, on first use, and stopped at its end. Each test gets it with all
+  its workers there (it waits for workers a test before killed to be back).
 - ``no_leaks``: fails the test if it leaves child processes, threads or file
   descriptors behind.
 """
@@ -16,6 +17,7 @@ Fixtures:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,19 +26,29 @@ from .._config import config
 from ._leaks import Snapshot
 from ._leaks import no_leaks as _no_leaks
 
+if TYPE_CHECKING:
+    from ._cluster import SessionCluster
+
 __all__ = ("backend", "no_leaks", "parallelkit_dask_address")
 
 
 @pytest.fixture(scope="session")
-def parallelkit_dask_address() -> Iterator[str]:
-    """The scheduler address of a loopback dask cluster shared by the session."""
-    from ._cluster import start_cluster, stop_cluster
+def _parallelkit_dask_cluster() -> Iterator[SessionCluster]:
+    """A loopback dask cluster shared by the session, started on first use."""
+    from ._cluster import start_cluster
 
-    proc, address = start_cluster(workers=2)
+    cluster = start_cluster(workers=2)
     try:
-        yield address
+        yield cluster
     finally:
-        stop_cluster(proc)
+        cluster.stop()
+
+
+@pytest.fixture
+def parallelkit_dask_address(_parallelkit_dask_cluster: SessionCluster) -> str:
+    """The scheduler address of the session's dask cluster, its workers all there."""
+    _parallelkit_dask_cluster.wait_ready()
+    return _parallelkit_dask_cluster.address
 
 
 @pytest.fixture(params=available_backends())
