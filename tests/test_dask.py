@@ -28,6 +28,7 @@ from parallelkit._backends import _registry
 
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
+dask = pytest.importorskip("dask")
 
 
 def listening(pids: list[int]) -> list[str]:
@@ -320,6 +321,25 @@ def test_failing_initializer_breaks_the_executor(parallelkit_dask_address: str) 
 
 def _worker_plugin_names(dask_scheduler: Any) -> list[str]:
     return list(dask_scheduler.worker_plugins)
+
+
+def test_own_cluster_starts_again_a_worker_whose_nanny_it_closed() -> None:
+    # With a lost-worker timeout shorter than a worker's restart, LocalCluster
+    # closes the nanny of the worker a task_timeout killed: the executor must
+    # start it again, or with its last worker gone every chunk would wait.
+    with (
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}),
+        Executor("dask", 2, task_timeout=0.5) as ex,
+    ):
+        with pytest.raises(TaskTimeoutError):
+            ex.submit(sleep_then, 30).result(30)
+        backend: Any = ex._engine.backend  # pyright: ignore[reportPrivateUsage]
+        deadline = time.monotonic() + 30
+        time.sleep(1.0)  # past the timeout and the heal that follows it
+        while len(backend._client.nthreads()) < 2:
+            assert time.monotonic() < deadline, "the killed worker never came back"
+            time.sleep(0.1)
+        assert ex.submit(abs, -3).result(30) == 3
 
 
 def test_a_given_client_stays_open(parallelkit_dask_address: str) -> None:

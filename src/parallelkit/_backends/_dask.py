@@ -56,6 +56,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
+import dask.config
+import dask.utils
 import distributed
 
 from .. import _worker
@@ -76,8 +78,10 @@ __all__ = (
     "run_task",
 )
 
-#: distributed, where its functions are not typed: the one untyped boundary.
+#: distributed and dask, where their functions are not typed: the one untyped boundary.
 _dask: Any = distributed
+_dask_config: Any = dask.config
+_dask_utils: Any = dask.utils
 
 
 def loopback_cluster(workers: int, *, silence_logs: int) -> Any:
@@ -487,6 +491,32 @@ class Backend:
                 future.cancel()
             return
         self._restart([where], [future])
+        if self._cluster is not None:
+            self._heal_later()
+
+    def _heal_later(self) -> None:
+        """Have the cluster of our own start again a worker its nanny lost.
+
+        ``LocalCluster`` closes the nanny of a worker that has not come back
+        ``distributed.deploy.lost-worker-timeout`` after it left (15 s by
+        default). A killed worker that restarts slowly on a loaded machine,
+        or a kill that falls in that window of an earlier one, would then be
+        gone for good, and with the last one every chunk would wait for
+        ever. Just after that window, ``scale`` to the executor's size starts
+        what is missing (it does nothing when every worker is there).
+        """
+        cluster = self._cluster
+        workers = self.workers
+        delay = _dask_utils.parse_timedelta(
+            _dask_config.get("distributed.deploy.lost-worker-timeout")
+        )
+
+        def heal() -> None:
+            if cluster.status.name == "running":
+                cluster.scale(workers)
+
+        with contextlib.suppress(Exception):  # the cluster is closing
+            cluster.loop.add_callback(cluster.loop.call_later, delay + 0.5, heal)
 
     def _restart(self, workers: list[str], futures: list[Any]) -> None:
         """Restart ``workers`` to stop ``futures`` running there, starting no other chunk.

@@ -153,7 +153,14 @@ def _write(path: str, text: str) -> None:  # pragma: no cover - runs in the clus
 def _main(path: str, workers: int) -> None:  # pragma: no cover - runs in the cluster process
     import logging
 
+    import dask.config
+
     from .._backends._dask import loopback_cluster
+
+    # Tests kill workers often, one soon after another: LocalCluster must not
+    # close the nanny of a worker that is slow to come back (its default
+    # gives it 15 s from its first leaving, which a later kill can fall in).
+    dask.config.set({"distributed.deploy.lost-worker-timeout": "1 day"})
 
     stop = threading.Event()
 
