@@ -24,7 +24,7 @@ N = 100
 CHUNK = 7
 CHUNKS = math.ceil(N / CHUNK)
 #: More items than a map holds in flight: a map that stops early has not run them all.
-MANY = 10_000
+MANY = 1_000  # far more than the chunks in flight (4 per worker), so a stop shows
 
 #: Every way to map with progress, on an Executor or a Pool as its name says.
 Run = Callable[[Any, Iterable[int], Any], list[int]]
