@@ -196,7 +196,7 @@ def config(
     Raises:
         ConfigError: A value is invalid.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> with parallelkit.config(backend="serial"):
         ...     with parallelkit.Executor() as ex:
@@ -370,7 +370,7 @@ def current_settings() -> Settings:
     Returns:
         The resolved :class:`Settings`.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> with parallelkit.config(backend="thread", workers=3):
         ...     s = parallelkit.current_settings()

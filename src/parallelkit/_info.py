@@ -53,7 +53,7 @@ def gather() -> dict[str, Any]:
     Raises:
         ConfigError: A setting from any source is invalid.
 
-    Example:
+    Examples:
         >>> from parallelkit._info import gather
         >>> sorted(gather()["settings"])
         ['backend', 'check_pickle', 'start_method', 'workers']

@@ -155,7 +155,7 @@ class Process:
         ConfigError: The backend or start method (from any source) is invalid.
         AssertionError: ``group`` is not None.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> seen = parallelkit.Queue[int](backend="thread")
         >>> p = parallelkit.Process(target=seen.put, args=(42,), backend="thread")
@@ -746,7 +746,7 @@ def spawn(
         pickle.PicklingError: On the process backend under spawn or
             forkserver, ``fn`` or an argument cannot be serialized.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> job = parallelkit.spawn(pow, 2, 10, backend="thread")
         >>> job.result()

@@ -132,7 +132,7 @@ def no_leaks(grace: float = 5.0) -> Generator[Snapshot, None, None]:
     Raises:
         LeakError: Something new was still there after ``grace`` seconds.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> from parallelkit.testing import no_leaks
         >>> with no_leaks():
