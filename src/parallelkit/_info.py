@@ -56,7 +56,7 @@ def gather() -> dict[str, Any]:
     Examples:
         >>> from parallelkit._info import gather
         >>> sorted(gather()["settings"])
-        ['backend', 'check_pickle', 'start_method', 'workers']
+        ['address', 'backend', 'check_pickle', 'start_method', 'workers']
     """
     from . import __version__
 
