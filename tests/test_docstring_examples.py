@@ -21,6 +21,7 @@ import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any, cast
 
 import pytest
 
@@ -42,11 +43,11 @@ def package_modules() -> Iterator[ModuleType]:
 
 def defined_here(obj: object) -> bool:
     """Whether parallelkit's own source defines the object (not an import from elsewhere)."""
-    target = inspect.unwrap(obj) if callable(obj) else obj  # type: ignore[arg-type]
+    target: Any = inspect.unwrap(obj) if callable(obj) else obj
     if isinstance(target, property):
         target = target.fget
     try:
-        source = inspect.getsourcefile(target)  # type: ignore[arg-type]
+        source = inspect.getsourcefile(target)
     except TypeError:
         return False
     if source is None:
@@ -58,9 +59,20 @@ def members(cls: type) -> Iterator[tuple[str, object]]:
     """The functions, properties, class and static methods a class itself defines."""
     for name, raw in vars(cls).items():
         if isinstance(raw, (staticmethod, classmethod)):
-            yield name, raw.__func__
+            func: object = cast("Any", raw).__func__
+            yield name, func
         elif inspect.isfunction(raw) or isinstance(raw, property):
             yield name, raw
+
+
+def where(obj: object, module: ModuleType) -> tuple[str | None, int]:
+    """The file and the 0-based line where an object's source starts, for the failure report."""
+    target: Any = obj.fget if isinstance(obj, property) else obj
+    try:
+        _, line = inspect.getsourcelines(target)
+        return inspect.getsourcefile(target), line
+    except (TypeError, OSError):
+        return module.__file__, 0
 
 
 def public_names() -> dict[int, str]:
@@ -87,7 +99,8 @@ def collect() -> list[doctest.DocTest]:
         if not isinstance(text, str) or ">>>" not in text:
             return
         globs = {"__name__": module.__name__}
-        found.append(parser.get_doctest(text, globs, name, module.__file__, 0))
+        file, line = where(obj, module)
+        found.append(parser.get_doctest(text, globs, name, file, line))
 
     for module in package_modules():
         add(module, module.__name__, module)
