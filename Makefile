@@ -51,7 +51,7 @@ pytest-oldest: $(VENV_OLDEST)/.installed
 # The documentation site (mkdocs.yml) into site/. --strict: a broken link or
 # anchor, or an API reference that does not resolve, fails the build.
 docs: $(VENV)/.installed
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 test: lint typecheck docs pytest pytest-oldest
 
