@@ -91,6 +91,12 @@ def default_workers() -> int:
 
     Returns:
         At least 1.
+
+    Examples:
+        >>> import os
+        >>> import parallelkit
+        >>> parallelkit.default_workers() == len(os.sched_getaffinity(0))
+        True
     """
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -31,6 +31,13 @@ class AsyncResult(Generic[T]):
     Behaves like ``multiprocessing.pool.AsyncResult``; :attr:`future` gives
     the underlying ``concurrent.futures.Future`` for ``asyncio.wrap_future``,
     ``concurrent.futures.wait`` and friends.
+
+    Examples:
+        >>> import parallelkit
+        >>> with parallelkit.Pool(2, backend="thread") as pool:
+        ...     result = pool.apply_async(divmod, (7, 2))
+        ...     print(result.get(timeout=5), result.ready(), result.successful())
+        (3, 1) True True
     """
 
     __slots__ = ("_engine", "future")

@@ -593,6 +593,14 @@ class Spawned(Generic[R]):
     ``pid``, ``terminate``) plus :meth:`result`, which returns the function's
     value or raises its exception with the child's traceback as ``__cause__``.
     Use it in a ``with`` block to join on exit.
+
+    Examples:
+        >>> import parallelkit
+        >>> with parallelkit.spawn(divmod, 7, 2, backend="thread") as job:
+        ...     print(job.result(), job.backend)
+        (3, 1) thread
+        >>> job.is_alive()
+        False
     """
 
     __slots__ = ("__weakref__", "_backend", "_box", "_label", "_process", "_reader")

@@ -80,7 +80,17 @@ def _fds() -> frozenset[int]:
 
 
 def snapshot() -> Snapshot:
-    """Take a :class:`Snapshot` now."""
+    """Take a :class:`Snapshot` now.
+
+    Returns:
+        The child processes, threads and file descriptors of this process.
+
+    Examples:
+        >>> import threading
+        >>> from parallelkit.testing import snapshot
+        >>> threading.get_ident() in snapshot().threads
+        True
+    """
     return Snapshot(
         children=_children(),
         threads=frozenset(t.ident for t in threading.enumerate() if t.ident is not None),
