@@ -12,7 +12,7 @@ VENV_OLDEST := .venv-oldest
 PY := $(VENV)/bin/python
 PY_OLDEST := $(VENV_OLDEST)/bin/python
 
-.PHONY: demo test lint typecheck pytest pytest-oldest bench clean check-pythons
+.PHONY: demo test lint typecheck pytest pytest-oldest docs bench clean check-pythons
 
 check-pythons:
 	@test -n "$(PYTHON_NEWEST)" || { echo "Python 3.13 not found under $(PYENV_ROOT)/versions; set PYTHON_NEWEST=/path/to/python3.13"; exit 1; }
@@ -48,11 +48,16 @@ pytest: $(VENV)/.installed
 pytest-oldest: $(VENV_OLDEST)/.installed
 	$(PY_OLDEST) -m pytest
 
-test: lint typecheck pytest pytest-oldest
+# The documentation site (mkdocs.yml) into site/. --strict: a broken link or
+# anchor, or an API reference that does not resolve, fails the build.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+test: lint typecheck docs pytest pytest-oldest
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet joblib
 	$(PY) benchmarks/bench_executor.py
 
 clean:
-	rm -rf $(VENV) $(VENV_OLDEST) build src/*.egg-info
+	rm -rf $(VENV) $(VENV_OLDEST) build site src/*.egg-info

@@ -91,6 +91,12 @@ def default_workers() -> int:
 
     Returns:
         At least 1.
+
+    Examples:
+        >>> import os
+        >>> import parallelkit
+        >>> parallelkit.default_workers() == len(os.sched_getaffinity(0))
+        True
     """
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -196,7 +202,7 @@ def config(
     Raises:
         ConfigError: A value is invalid.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> with parallelkit.config(backend="serial"):
         ...     with parallelkit.Executor() as ex:
@@ -370,7 +376,7 @@ def current_settings() -> Settings:
     Returns:
         The resolved :class:`Settings`.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> with parallelkit.config(backend="thread", workers=3):
         ...     s = parallelkit.current_settings()

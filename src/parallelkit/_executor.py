@@ -58,7 +58,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         ValueError: ``workers``, ``max_workers`` or ``max_tasks_per_worker``
             is not a whole number >= 1.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> with parallelkit.Executor("serial") as ex:
         ...     ex.submit(pow, 2, 10).result()
@@ -138,7 +138,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
             pickle.PicklingError: On the process backend, the function or an
                 argument cannot be serialized.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> with parallelkit.Executor("thread", 2) as ex:
             ...     ex.submit(lambda a, b: a * b, 6, b=7).result()
@@ -180,7 +180,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         Raises:
             ConfigError: ``progress`` asks for a bar and tqdm is not installed.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> with parallelkit.Executor("serial") as ex:
             ...     list(ex.map(lambda a, b: a + b, [1, 2], [10, 20]))
@@ -342,7 +342,7 @@ class Executor(EngineOwner, concurrent.futures.Executor):
         Returns:
             True if the task will not deliver a result.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> with parallelkit.Executor("serial") as ex:
             ...     ex.cancel(ex.submit(abs, -1))  # already done inline

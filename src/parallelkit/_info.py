@@ -53,10 +53,10 @@ def gather() -> dict[str, Any]:
     Raises:
         ConfigError: A setting from any source is invalid.
 
-    Example:
+    Examples:
         >>> from parallelkit._info import gather
         >>> sorted(gather()["settings"])
-        ['backend', 'check_pickle', 'start_method', 'workers']
+        ['address', 'backend', 'check_pickle', 'start_method', 'workers']
     """
     from . import __version__
 

@@ -163,7 +163,7 @@ class EngineOwner:
         Returns:
             The queue; pass it to tasks as an ordinary argument.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> with parallelkit.Executor("thread", 2) as ex:
             ...     q = ex.Queue()

@@ -31,6 +31,13 @@ class AsyncResult(Generic[T]):
     Behaves like ``multiprocessing.pool.AsyncResult``; :attr:`future` gives
     the underlying ``concurrent.futures.Future`` for ``asyncio.wrap_future``,
     ``concurrent.futures.wait`` and friends.
+
+    Examples:
+        >>> import parallelkit
+        >>> with parallelkit.Pool(2, backend="thread") as pool:
+        ...     result = pool.apply_async(divmod, (7, 2))
+        ...     print(result.get(timeout=5), result.ready(), result.successful())
+        (3, 1) True True
     """
 
     __slots__ = ("_engine", "future")
@@ -148,7 +155,7 @@ class Pool(EngineOwner):
             then starts a cluster on this machine that closes with the pool.
         client: A ``distributed.Client`` to run on (dask backend).
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> with parallelkit.Pool(2, backend="thread") as pool:
         ...     pool.map(lambda x: x * x, range(5))
@@ -199,7 +206,7 @@ class Pool(EngineOwner):
     ) -> T:
         """Call ``func(*args, **kwds)`` in a worker and return its result.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> with parallelkit.Pool(backend="serial") as pool:
             ...     pool.apply(divmod, (7, 2))
@@ -242,7 +249,7 @@ class Pool(EngineOwner):
         ``progress`` shows a tqdm bar (True, or a dict of tqdm options) or
         calls ``fn(done, total)`` as chunks finish; see the docs.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> with parallelkit.Pool(2, backend="thread") as pool:
             ...     pool.map(str.upper, ["a", "b"])

@@ -460,7 +460,7 @@ class ResultIterator(Generic[T]):
         results are dropped; results not yet taken are dropped too, and the
         iterator ends. Closing again does nothing; dropping the iterator closes it.
 
-        Example:
+        Examples:
             >>> import itertools, parallelkit
             >>> with parallelkit.Executor("thread", 2) as ex:
             ...     results = ex.imap(abs, itertools.count())
@@ -509,7 +509,7 @@ class MapIterator(itertools.chain[T]):
     kept here. It is an ``itertools.chain`` underneath, so ``list()`` and
     ``for`` loops take whole chunks of results at C speed.
 
-    Example:
+    Examples:
         >>> import contextlib, parallelkit
         >>> with parallelkit.Executor("thread", 2) as ex:
         ...     with contextlib.closing(ex.map(abs, range(-1000, 0))) as results:

@@ -155,7 +155,7 @@ class Process:
         ConfigError: The backend or start method (from any source) is invalid.
         AssertionError: ``group`` is not None.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> seen = parallelkit.Queue[int](backend="thread")
         >>> p = parallelkit.Process(target=seen.put, args=(42,), backend="thread")
@@ -593,6 +593,14 @@ class Spawned(Generic[R]):
     ``pid``, ``terminate``) plus :meth:`result`, which returns the function's
     value or raises its exception with the child's traceback as ``__cause__``.
     Use it in a ``with`` block to join on exit.
+
+    Examples:
+        >>> import parallelkit
+        >>> with parallelkit.spawn(divmod, 7, 2, backend="thread") as job:
+        ...     print(job.result(), job.backend)
+        (3, 1) thread
+        >>> job.is_alive()
+        False
     """
 
     __slots__ = ("__weakref__", "_backend", "_box", "_label", "_process", "_reader")
@@ -746,7 +754,7 @@ def spawn(
         pickle.PicklingError: On the process backend under spawn or
             forkserver, ``fn`` or an argument cannot be serialized.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> job = parallelkit.spawn(pow, 2, 10, backend="thread")
         >>> job.result()

@@ -30,7 +30,7 @@ class Timed(Generic[P, T]):
     Raises:
         ValueError: ``seconds`` is not a positive number.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> with parallelkit.Executor("serial") as ex:
         ...     ex.submit(parallelkit.Timed(sum, 5.0), [1, 2]).result()

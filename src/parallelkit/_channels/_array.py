@@ -152,7 +152,7 @@ class Array(SharedBase, Generic[T]):
         NotALockError: ``lock`` is not a lock (see :class:`Value`).
         ValueError: A negative size.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> arr = parallelkit.Array("i", range(5), backend="thread")
         >>> arr[0] = 10
@@ -381,7 +381,7 @@ class Array(SharedBase, Generic[T]):
             TypeError: The Array has no lock (``lock=False``).
             ClosedChannelError: The Array was closed.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> arr = parallelkit.Array("d", [1.0, 2.0], backend="thread")
             >>> with arr.locked() as items:
@@ -436,7 +436,7 @@ class Array(SharedBase, Generic[T]):
             ValueError: It does not fit, or is not whole elements.
             ClosedChannelError: The Array was closed.
 
-        Example:
+        Examples:
             >>> import array, parallelkit
             >>> arr = parallelkit.Array("d", 4, backend="thread")
             >>> arr.copy_from(array.array("d", [0.5, 1.5]), start=2)
@@ -476,7 +476,7 @@ class Array(SharedBase, Generic[T]):
             ValueError: ``start`` is out of range.
             ClosedChannelError: The Array was closed.
 
-        Example:
+        Examples:
             >>> import array, parallelkit
             >>> arr = parallelkit.Array("i", range(5), backend="thread")
             >>> out = array.array("i", [0, 0])

@@ -180,7 +180,7 @@ class JoinableQueue(Queue[T]):
     Raises:
         ConfigError: The backend (from any source) is unknown.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> q = parallelkit.JoinableQueue[int](backend="thread")
         >>> done: list[int] = []

@@ -947,7 +947,7 @@ class Pipe(Generic[T]):
     Returns:
         The two ends.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> a, b = parallelkit.Pipe[str](backend="thread")
         >>> a.send("ping")

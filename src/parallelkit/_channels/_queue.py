@@ -649,7 +649,7 @@ class Queue(Generic[T]):
     Raises:
         ConfigError: The backend (from any source) is unknown.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> q = parallelkit.Queue[int](backend="thread")
         >>> q.put_many([1, 2, 3])

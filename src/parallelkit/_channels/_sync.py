@@ -205,7 +205,7 @@ class Lock(_Primitive):
         backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
             configuration, like the Executor.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> lock = parallelkit.Lock(backend="thread")
         >>> with lock:
@@ -242,7 +242,7 @@ class RLock(_Primitive):
     Args:
         backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> lock = parallelkit.RLock(backend="thread")
         >>> with lock, lock:
@@ -309,7 +309,7 @@ class Semaphore(_SemaphoreBase):
     Raises:
         ValueError: ``value`` is negative.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> sem = parallelkit.Semaphore(2, backend="thread")
         >>> sem.acquire(), sem.acquire(), sem.acquire(block=False)
@@ -341,7 +341,7 @@ class BoundedSemaphore(_SemaphoreBase):
     Raises:
         ValueError: ``value`` is negative.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> sem = parallelkit.BoundedSemaphore(1, backend="thread")
         >>> sem.release()
@@ -471,7 +471,7 @@ class Condition:
     Raises:
         TypeError: ``lock`` is not a parallelkit lock, or is for another backend.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> cond = parallelkit.Condition(backend="thread")
         >>> with cond:
@@ -617,7 +617,7 @@ class Event:
     Args:
         backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> ev = parallelkit.Event(backend="thread")
         >>> ev.set()
@@ -822,7 +822,7 @@ class Barrier:
     Raises:
         ValueError: ``parties`` is not a whole number >= 1.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> barrier = parallelkit.Barrier(1, backend="thread")
         >>> barrier.wait()

@@ -115,7 +115,7 @@ class Value(SharedBase, Generic[T]):
         NotALockError: ``lock`` is none of the above (a ``TypeError`` that
             is also an ``AttributeError``, what ``multiprocessing`` raises).
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> hits = parallelkit.Value("i", 0, backend="thread")
         >>> hits.add(5)
@@ -353,7 +353,7 @@ class Value(SharedBase, Generic[T]):
             TypeError: The Value has no lock (``lock=False``).
             ClosedChannelError: The Value was closed.
 
-        Example:
+        Examples:
             >>> import parallelkit
             >>> total = parallelkit.Value("d", 1.5, backend="thread")
             >>> with total.locked() as cell:

@@ -80,7 +80,17 @@ def _fds() -> frozenset[int]:
 
 
 def snapshot() -> Snapshot:
-    """Take a :class:`Snapshot` now."""
+    """Take a :class:`Snapshot` now.
+
+    Returns:
+        The child processes, threads and file descriptors of this process.
+
+    Examples:
+        >>> import threading
+        >>> from parallelkit.testing import snapshot
+        >>> threading.get_ident() in snapshot().threads
+        True
+    """
     return Snapshot(
         children=_children(),
         threads=frozenset(t.ident for t in threading.enumerate() if t.ident is not None),
@@ -132,7 +142,7 @@ def no_leaks(grace: float = 5.0) -> Generator[Snapshot, None, None]:
     Raises:
         LeakError: Something new was still there after ``grace`` seconds.
 
-    Example:
+    Examples:
         >>> import parallelkit
         >>> from parallelkit.testing import no_leaks
         >>> with no_leaks():
