@@ -252,6 +252,8 @@ def roundtrip(obj: object) -> Any:
 def _type_name(tp: type) -> str:
     module = getattr(tp, "__module__", "")
     name = getattr(tp, "__qualname__", tp.__name__)
+    if module == "__mp_main__":  # the main script, as a spawned worker imports it
+        module = "__main__"
     return name if module in ("builtins", "", None) else f"{module}.{name}"
 
 
