@@ -105,6 +105,11 @@ def log_then_sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def log_many_then_sleep(count: int, seconds: float) -> None:
+    log_many(count)
+    log_then_sleep(seconds)
+
+
 def own_pid() -> int:
     return os.getpid()
 
@@ -309,3 +314,21 @@ def test_cancel_with_kill_logs_a_warning(
     assert f"(fn=log_then_sleep) was cancelled while running; worker pid {pid} is killed" in (
         warning.getMessage()
     )
+
+
+def test_records_left_in_the_pipe_of_a_worker_stopped_by_terminate_still_arrive(
+    app_log: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow handler: the manager stops reading the worker's pipe, where the
+    # records wait when terminate() kills the worker; they are read after.
+    monkeypatch.setattr(_logs, "LIMIT", 4)
+    app_log.delay = 0.005
+    ex = Executor("process", 1, start_method="forkserver")
+    try:
+        ex.submit(log_many_then_sleep, 50, 20.0)
+        deadline = time.monotonic() + 10
+        while not app_log.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        ex.terminate()
+    assert app_log.messages() == [f"record {i}" for i in range(50)] + ["sleeping"]

@@ -445,6 +445,14 @@ class Backend:
             self._paused.add(fd)
             self._poller.unregister(fd)
 
+    def _last_records(self, worker: _Worker) -> None:
+        """Hand over the log records a worker stopped by terminate() wrote before it ended."""
+        with contextlib.suppress(OSError):
+            messages, _ = worker.inbox.read()
+            for message in messages:
+                if message[0] == _LOG_RECORD:
+                    self._logs.put(bytes(message[1:]))
+
     def _resume_reading(self) -> None:
         """Read the paused pipes again once the log listener has room."""
         if self._paused and not self._logs.behind:
@@ -634,8 +642,10 @@ class Backend:
             worker.proc.join(KILL_WAIT)
             with self._lock:
                 del self._procs[worker.pid]
+            self._last_records(worker)
             worker.inbox.close()
         for worker in self._dying:
+            self._last_records(worker)
             worker.inbox.close()
         self._dying = []
         self._by_fd.clear()
