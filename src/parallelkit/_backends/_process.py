@@ -132,6 +132,10 @@ class Backend:
         if settings.start_method == "forkserver":
             # What a worker runs: the task channel, which loads the worker module.
             _mp_private.preload_in_forkserver(TaskChannel.__module__)
+            if settings.forward_logging:
+                # And the logging module, which takes a worker longer to load than
+                # the rest of what it runs.
+                _mp_private.preload_in_forkserver(_logs.__name__)
         self._context = context
         self._new_process: Callable[..., BaseProcess] = (
             _mp_private.SpawnedWorker if settings.start_method == "spawn" else context.Process
