@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import parallelkit
-from parallelkit import Executor, TaskTimeoutError, WorkerCrashedError, _logs
+from parallelkit import Executor, TaskTimeoutError, WorkerCrashedError, _logs, _worker
 from parallelkit._backends._process import Backend as ProcessBackend
 
 APP = "tests.logging.app"
@@ -332,3 +334,50 @@ def test_records_left_in_the_pipe_of_a_worker_stopped_by_terminate_still_arrive(
     finally:
         ex.terminate()
     assert app_log.messages() == [f"record {i}" for i in range(50)] + ["sleeping"]
+
+
+# -- the worker's end, in this process -------------------------------------------------------
+
+
+def test_a_record_with_an_extra_that_does_not_pickle_is_sent_with_its_repr() -> None:
+    sent: list[bytes] = []
+
+    def write(blob: bytes) -> bool:
+        sent.append(blob)
+        return True
+
+    handler = _logs.PipeHandler(write)
+    lock = threading.Lock()
+    record = logging.LogRecord(APP, logging.INFO, __file__, 1, "got %s", ("it",), None)
+    record.lock = lock
+    handler.handle(record)
+    (blob,) = sent
+    assert blob[:1] == _logs.LOG_RECORD
+    state = pickle.loads(blob[1:])
+    assert (state["msg"], state["args"], state["lock"]) == ("got it", None, repr(lock))
+
+
+def test_a_record_that_cannot_be_written_goes_to_the_last_resort(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = logging.StreamHandler(sys.stderr)
+    monkeypatch.setattr(logging, "lastResort", last)
+    handler = _logs.PipeHandler(lambda blob: False)
+    handler.handle(logging.LogRecord(APP, logging.WARNING, __file__, 1, "kept", None, None))
+    assert capsys.readouterr().err == "kept\n"
+
+
+def test_a_message_written_while_this_thread_writes_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As from a signal handler that interrupts the worker's own write: no
+    # second message may start in the middle of the first.
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    with reader, writer:
+        monkeypatch.setattr(_worker, "_ack", writer)
+        inner: list[bool] = []
+        assert _worker.write_message(b"Lfirst")
+        assert _worker._with_outbox(lambda: inner.append(_worker.write_message(b"Lsecond")))  # pyright: ignore[reportPrivateUsage]
+        assert inner == [False]
+        assert reader.recv_bytes() == b"Lfirst"
+        assert not reader.poll()
