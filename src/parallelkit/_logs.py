@@ -149,19 +149,27 @@ class LogListener:
             until ``room`` is called.
         """
         with self._cond:
-            if not self._closed:
+            if not self._closed and self._start():
                 self._records.append(blob)
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="parallelkit-logging", daemon=True
-                    )
-                    self._thread.start()
                 self._cond.notify()
                 full = len(self._records) >= LIMIT
                 self._was_full = self._was_full or full
                 return full
-        _dispatch(blob)  # after the pool's end (not expected): handed over at once
+        # After the pool's end, or while the interpreter exits (no thread can
+        # start then): handed over at once, in this thread.
+        _dispatch(blob)
         return False
+
+    def _start(self) -> bool:
+        """Start the thread if it has not started (hold the lock); False if it cannot."""
+        if self._thread is None:
+            thread = threading.Thread(target=self._run, name="parallelkit-logging", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # the interpreter is finalizing
+                return False
+            self._thread = thread
+        return True
 
     @property
     def behind(self) -> bool:
