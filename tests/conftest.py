@@ -26,6 +26,11 @@ NOT_ON_DASK: dict[str, str] = {
         "a Process talks to its parent through parallelkit's channels, which are not built "
         "for dask yet"
     ),
+    "tests/test_logging.py::test_a_record_logged_in_a_task_reaches_the_parents_handler": (
+        "records logged on dask workers stay in the cluster's processes, under the "
+        "cluster's logging configuration (distributed's Client.forward_logging() brings "
+        "them over, on the user's request)"
+    ),
     "tests/test_executor.py::test_check_pickle_on_threads_catches_what_processes_refuse": (
         "dask always serializes, as processes do"
     ),

@@ -23,6 +23,7 @@ ENV = (
     "PARALLELKIT_WORKERS",
     "PARALLELKIT_START_METHOD",
     "PARALLELKIT_CHECK_PICKLE",
+    "PARALLELKIT_FORWARD_LOGGING",
     "PARALLELKIT_CONFIG",
 )
 
@@ -432,3 +433,43 @@ def test_a_header_line_is_read_as_the_pattern_of_toml_headers_reads_it(text: str
         return
     expected = None if match is None else re.sub("[\"' ]", "", match.group(1))
     assert table_header(line) == expected
+
+
+# -- forward_logging ------------------------------------------------------------------------
+
+
+def test_forward_logging_is_on_by_default() -> None:
+    assert current_settings().forward_logging is True
+
+
+@pytest.mark.parametrize(("text", "expected"), [("off", False), ("0", False), ("yes", True)])
+def test_forward_logging_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: bool
+) -> None:
+    monkeypatch.setenv("PARALLELKIT_FORWARD_LOGGING", text)
+    assert current_settings().forward_logging is expected
+
+
+def test_forward_logging_from_the_config_file_and_the_context(tmp_path: Path) -> None:
+    write_pyproject(tmp_path, "[tool.parallelkit]\nforward_logging = false\n")
+    assert current_settings().forward_logging is False
+    with config(forward_logging=True):
+        assert current_settings().forward_logging is True
+
+
+def test_bad_forward_logging_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_FORWARD_LOGGING", "sometimes")
+    with pytest.raises(
+        ConfigError,
+        match=r"forward_logging must be 1/0, true/false, yes/no or on/off, got .sometimes. "
+        r"from environment variable PARALLELKIT_FORWARD_LOGGING",
+    ):
+        current_settings()
+
+
+def test_bad_forward_logging_in_code() -> None:
+    with (
+        pytest.raises(ConfigError, match="forward_logging must be True or False, got 'no'"),
+        config(forward_logging="no"),  # type: ignore[arg-type]
+    ):
+        pass  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -227,7 +228,9 @@ def test_session_cluster_listens_on_loopback_only(parallelkit_dask_address: str)
     assert addresses and set(addresses) == {"127.0.0.1"}
 
 
-def test_worker_killed_mid_task_raises_worker_crashed(parallelkit_dask_address: str) -> None:
+def test_worker_killed_mid_task_raises_worker_crashed(
+    parallelkit_dask_address: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with Executor("dask", address=parallelkit_dask_address) as ex:
         future = ex.submit(sleep_then, 30)
         deadline = time.monotonic() + 20
@@ -242,6 +245,9 @@ def test_worker_killed_mid_task_raises_worker_crashed(parallelkit_dask_address: 
             future.result(10)
         assert time.monotonic() - start < 5
         assert ex.submit(abs, -3).result(60) == 3
+    (warning,) = [r for r in caplog.records if r.name == "parallelkit"]
+    assert warning.levelno == logging.WARNING
+    assert f"(pid {victim}) died while running task " in warning.getMessage()
 
 
 def _running_pid(ex: Executor) -> int | None:
@@ -263,7 +269,9 @@ def test_task_timeout_restarts_the_worker_and_the_executor_goes_on(
         assert ex.submit(sleep_then, 0.01).result(60) == "done"
 
 
-def test_cancel_kill_stops_a_running_task(parallelkit_dask_address: str) -> None:
+def test_cancel_kill_stops_a_running_task(
+    parallelkit_dask_address: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with Pool(backend="dask", address=parallelkit_dask_address) as pool:
         result = pool.apply_async(sleep_then, (60,))
         deadline = time.monotonic() + 20
@@ -272,6 +280,9 @@ def test_cancel_kill_stops_a_running_task(parallelkit_dask_address: str) -> None
             time.sleep(0.05)
         assert result.cancel(kill=True)
         assert pool.apply(abs, (-4,)) == 4
+    (warning,) = [r for r in caplog.records if r.name == "parallelkit"]
+    assert warning.levelno == logging.WARNING
+    assert "(fn=sleep_then) was cancelled while running; worker pid " in warning.getMessage()
 
 
 def test_kills_in_a_row_never_take_a_later_task_with_them(parallelkit_dask_address: str) -> None:

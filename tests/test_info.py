@@ -57,7 +57,17 @@ def test_info_json_gives_each_setting_with_its_source(project: Path) -> None:
     assert settings["workers"] == {"value": 5, "source": "env", "where": "PARALLELKIT_WORKERS"}
     assert settings["start_method"] == {"value": "forkserver", "source": "default", "where": None}
     assert settings["check_pickle"] == {"value": False, "source": "default", "where": None}
+    assert settings["forward_logging"] == {"value": True, "source": "default", "where": None}
     assert data["config_file"] == file
+
+
+def test_info_json_reports_forward_logging_from_the_environment(project: Path) -> None:
+    data = as_json(project, PARALLELKIT_FORWARD_LOGGING="off")
+    assert data["settings"]["forward_logging"] == {
+        "value": False,
+        "source": "env",
+        "where": "PARALLELKIT_FORWARD_LOGGING",
+    }
 
 
 def test_info_json_reports_version_python_cpus_start_methods_and_extras(tmp_path: Path) -> None:
@@ -98,6 +108,8 @@ def test_info_text_shows_each_value_and_where_it_came_from(project: Path) -> Non
     assert lines["start_method"].split()[1] == "spawn"
     assert lines["start_method"].endswith("from env PARALLELKIT_START_METHOD")
     assert lines["check_pickle"].endswith("from default")
+    assert lines["forward_logging"].split()[1] == "True"
+    assert lines["forward_logging"].endswith("from default")
     assert f"parallelkit {parallelkit.__version__}" in done.stdout
     assert "CPUs this process may use:" in done.stdout
     assert "start methods:" in done.stdout
@@ -159,7 +171,7 @@ def test_sources_name_the_argument_and_the_context(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    for name in ("BACKEND", "WORKERS", "START_METHOD", "CHECK_PICKLE", "CONFIG"):
+    for name in ("BACKEND", "WORKERS", "START_METHOD", "CHECK_PICKLE", "FORWARD_LOGGING", "CONFIG"):
         monkeypatch.delenv(f"PARALLELKIT_{name}", raising=False)
     with parallelkit.config(workers=4):
         settings, sources = resolve_with_sources(backend="serial")
@@ -168,3 +180,4 @@ def test_sources_name_the_argument_and_the_context(
     assert sources["workers"] == Source("context")
     assert str(sources["workers"]) == "parallelkit.config(...)"
     assert sources["check_pickle"] == Source("default")
+    assert sources["forward_logging"] == Source("default")

@@ -8,12 +8,12 @@ Every setting is resolved field by field, first match wins::
                              that entered it, inherited by tasks it creates)
     3. the environment       PARALLELKIT_BACKEND, PARALLELKIT_WORKERS,
                              PARALLELKIT_START_METHOD, PARALLELKIT_CHECK_PICKLE,
-                             PARALLELKIT_ADDRESS
+                             PARALLELKIT_ADDRESS, PARALLELKIT_FORWARD_LOGGING
     4. a config file         the file named by PARALLELKIT_CONFIG, else the
                              [tool.parallelkit] table of the nearest
                              pyproject.toml at or above the working directory
     5. the default           process / CPUs this process may use / forkserver / False /
-                             no address
+                             no address / True
 
 A bad value from any source raises :class:`~parallelkit.ConfigError` (a
 ``ValueError``) naming the value, its source and the valid choices.
@@ -49,13 +49,14 @@ __all__ = (
 DEFAULT_START_METHOD: Final = "forkserver"
 DEFAULT_BACKEND: Final = "process"
 
-_KEYS: Final = ("backend", "workers", "start_method", "check_pickle", "address")
+_KEYS: Final = ("backend", "workers", "start_method", "check_pickle", "address", "forward_logging")
 _ENV: Final = {
     "backend": "PARALLELKIT_BACKEND",
     "workers": "PARALLELKIT_WORKERS",
     "start_method": "PARALLELKIT_START_METHOD",
     "check_pickle": "PARALLELKIT_CHECK_PICKLE",
     "address": "PARALLELKIT_ADDRESS",
+    "forward_logging": "PARALLELKIT_FORWARD_LOGGING",
 }
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
@@ -77,6 +78,9 @@ class Settings(NamedTuple):
         address: The dask scheduler to run on (``"tcp://10.0.0.5:8786"``), or
             None: the dask backend then starts a cluster on this machine.
             Other backends ignore it.
+        forward_logging: Hand the log records of process workers to this
+            process's logging handlers (see the Logging section of the
+            reliability docs).
     """
 
     backend: str
@@ -84,6 +88,7 @@ class Settings(NamedTuple):
     start_method: str
     check_pickle: bool
     address: str | None = None
+    forward_logging: bool = True
 
 
 def default_workers() -> int:
@@ -145,7 +150,7 @@ def _check(key: str, value: object, source: str, *, text: bool = False) -> objec
                 f"unknown start_method {value!r} from {source}; expected one of {_choices(methods)}"
             )
         return value
-    if key == "check_pickle":
+    if key in ("check_pickle", "forward_logging"):
         if text and isinstance(value, str):
             low = value.strip().lower()
             if low in _TRUE:
@@ -155,7 +160,7 @@ def _check(key: str, value: object, source: str, *, text: bool = False) -> objec
         elif isinstance(value, bool):
             return value
         expected = "1/0, true/false, yes/no or on/off" if text else "True or False"
-        raise ConfigError(f"check_pickle must be {expected}, got {value!r} from {source}")
+        raise ConfigError(f"{key} must be {expected}, got {value!r} from {source}")
     if key == "address":
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(
@@ -182,6 +187,7 @@ def config(
     start_method: str | None = None,
     check_pickle: bool | None = None,
     address: str | None = None,
+    forward_logging: bool | None = None,
 ) -> Generator[Settings, None, None]:
     """Set defaults for Executors, Pools and channels created inside the block.
 
@@ -195,6 +201,8 @@ def config(
         start_method: Default start method for the process backend.
         check_pickle: Default for ``check_pickle``.
         address: Default dask scheduler address for the dask backend.
+        forward_logging: Whether process workers' log records reach this
+            process's handlers.
 
     Yields:
         The settings in force inside the block.
@@ -215,6 +223,7 @@ def config(
         "start_method": start_method,
         "check_pickle": check_pickle,
         "address": address,
+        "forward_logging": forward_logging,
     }
     layer = dict(_context.get(_NOTHING))
     for key, value in given.items():
@@ -242,7 +251,7 @@ def _default(key: str) -> object:
         return "spawn"  # pragma: no cover - Windows
     if key == "address":
         return None
-    return False
+    return key == "forward_logging"  # on by default; check_pickle off
 
 
 @final
@@ -290,6 +299,7 @@ def resolve_settings(
     start_method: str | None = None,
     check_pickle: bool | None = None,
     address: str | None = None,
+    forward_logging: bool | None = None,
 ) -> Settings:
     """Resolve every setting through argument > context > environment > file > default.
 
@@ -299,6 +309,7 @@ def resolve_settings(
         start_method: Explicit start method, or None.
         check_pickle: Explicit check_pickle, or None.
         address: Explicit dask scheduler address, or None.
+        forward_logging: Explicit forward_logging, or None.
 
     Returns:
         The resolved settings.
@@ -306,7 +317,9 @@ def resolve_settings(
     Raises:
         ConfigError: A value from any source is invalid.
     """
-    return resolve_with_sources(backend, workers, start_method, check_pickle, address)[0]
+    return resolve_with_sources(
+        backend, workers, start_method, check_pickle, address, forward_logging
+    )[0]
 
 
 def resolve_with_sources(
@@ -315,6 +328,7 @@ def resolve_with_sources(
     start_method: str | None = None,
     check_pickle: bool | None = None,
     address: str | None = None,
+    forward_logging: bool | None = None,
 ) -> tuple[Settings, dict[str, Source]]:
     """Like :func:`resolve_settings`, also telling where each value came from.
 
@@ -331,12 +345,15 @@ def resolve_with_sources(
         "start_method": start_method,
         "check_pickle": check_pickle,
         "address": address,
+        "forward_logging": forward_logging,
     }
     resolved = {key: _resolve_one(key, args[key], values, path) for key in _KEYS}
-    b, w, s, c, a = (resolved[key][0] for key in _KEYS)
+    b, w, s, c, a, f = (resolved[key][0] for key in _KEYS)
     assert isinstance(b, str) and isinstance(w, int) and isinstance(s, str) and isinstance(c, bool)
-    assert a is None or isinstance(a, str)
-    settings = Settings(backend=b, workers=w, start_method=s, check_pickle=c, address=a)
+    assert (a is None or isinstance(a, str)) and isinstance(f, bool)
+    settings = Settings(
+        backend=b, workers=w, start_method=s, check_pickle=c, address=a, forward_logging=f
+    )
     return settings, {key: source for key, (_, source) in resolved.items()}
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import logging
 import sys
 import threading
 import time
@@ -54,6 +55,10 @@ CLOSING: Final = "closing"
 CLOSED: Final = "closed"
 TERMINATED: Final = "terminated"
 BROKEN: Final = "broken"
+
+#: parallelkit's own logger: WARNING for what went wrong (a time limit passed, a
+#: task killed, a worker crashed), DEBUG for starts and stops; nothing at INFO.
+log: Final = logging.getLogger("parallelkit")
 
 #: How often a join waiting for lazy maps looks whether they were dropped.
 MAP_LOOK: Final = 0.25
@@ -178,6 +183,9 @@ class Engine:
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
         self.window: int = self.backend.window
         self._call_time: float = QUICK_CALL  # running mean of one-call chunks' run time
+        log.debug(
+            "%s started: %s backend, %d workers", owner, settings.backend, self.backend.workers
+        )
         if self.state == BROKEN:  # a worker failed while the backend was starting
             threading.Thread(target=self.backend.terminate, name="parallelkit-terminate").start()
 
@@ -334,7 +342,8 @@ class Engine:
                 chunk.started is not None and time.monotonic() - chunk.started > limit
             ):
                 failure = self._timeout_error(chunk)
-        self._finish(chunk, values, errors, failure)
+        if self._finish(chunk, values, errors, failure) and failure is not None:
+            log.warning("%s", failure)
 
     def fail(self, chunk: Chunk, failure: BaseException) -> bool:
         """The chunk failed as a whole; False if it had already ended."""
@@ -398,7 +407,9 @@ class Engine:
 
     def expired(self, chunk: Chunk) -> None:
         """The chunk ran past its time limit: fail it and stop its worker."""
-        if self.fail(chunk, self._timeout_error(chunk)):
+        error = self._timeout_error(chunk)
+        if self.fail(chunk, error):
+            log.warning("%s", error)
             self.backend.abort(chunk)
 
     # -- the three ways in --------------------------------------------------------------
@@ -529,6 +540,8 @@ class Engine:
     def _stop_running(self, chunk: Chunk, reason: str) -> bool:
         error = CancelledError(f"{chunk.label} was {reason} while running; its worker was stopped")
         if self.fail(chunk, error):
+            where = f"worker pid {chunk.pid}" if chunk.pid is not None else "its worker"
+            log.warning("%s was %s while running; %s is killed", chunk.label, reason, where)
             self.backend.abort(chunk)
             return True
         return False
@@ -651,6 +664,7 @@ class Engine:
                 if self._state in (RUNNING, CLOSING):
                     self._state = CLOSED
             self._stopped.set()
+            log.debug("%s (%s backend) stopped", self.owner, self.settings.backend)
         return True
 
     def terminate(self) -> None:
@@ -678,6 +692,7 @@ class Engine:
         self._stop_deadlines()
         self._signal_if_drained()
         self._stopped.set()
+        log.debug("%s (%s backend) terminated", self.owner, self.settings.backend)
 
     def _stop_deadlines(self) -> None:
         with self._lock:

@@ -9,11 +9,15 @@
         own pipe ◀── b"S" (pid, chunk id, t) as soon as a chunk is taken ─┤
                                                                           ▼
         own pipe ◀── b"D" chunk id + outcome bytes (values, {index: error}, seconds)
+        own pipe ◀── b"L" a log record, from any thread, whenever it is logged
+                     (with log forwarding on; see :mod:`._logs`)
 
 Each worker writes to a pipe of its own (its *outbox*), in order: the parent
 reads there which chunk the worker holds, then that chunk's outcome. Nobody
-else writes to it, so it needs no lock, and a worker that dies half-way
-through a message damages no other worker's.
+else writes to it, and a worker that dies half-way through a message damages
+no other worker's. Within the worker, every message is written whole under
+one lock (:func:`write_message`): log records may come from threads of the
+task's own.
 
 The outcome is pickled *here*, in the worker, so that a result or exception
 that cannot be pickled (or unpickled) is turned into a
@@ -70,6 +74,7 @@ __all__ = (
     "run_items",
     "unpack_outcome",
     "worker_main",
+    "write_message",
 )
 
 #: Modes: how one item becomes one call (re-exported from their home, :mod:`._backends._modes`).
@@ -93,6 +98,9 @@ _ACK_TEXT_LIMIT: Final = 1200
 _ack: Connection | None = None
 #: The outbox's descriptor in this worker (-1: not a process worker).
 _ack_fd = -1
+#: Held while a message is written to the outbox; the thread that holds it.
+_out_lock = _thread.allocate_lock()
+_out_holder = 0
 #: An ack as it travels: the pipe's ``Connection.send_bytes`` framing (length,
 #: then the message), built in one piece and written with one ``os.write``.
 _ACK_WIRE: Final = struct.Struct(FRAME_LENGTH.format + "c" + ACK_FORMAT.format.lstrip("!"))
@@ -198,6 +206,7 @@ def init_process_worker(
     lifeline: Lifeline,
     initializer: bytes | None,
     initargs: bytes | None,
+    log_levels: dict[str, int] | None = None,
 ) -> None:
     """Initializer of every process worker (runs before its first task).
 
@@ -208,10 +217,18 @@ def init_process_worker(
         lifeline: The owner's lifeline (see :mod:`parallelkit._lifeline`).
         initializer: The user's initializer, serialized, or None.
         initargs: Its arguments, serialized, or None.
+        log_levels: The parent's logger levels when log records go to the
+            parent (see :mod:`parallelkit._logs`), else None.
     """
-    global _ack, _ack_fd
+    global _ack, _ack_fd, _out_lock, _out_holder
     _ack = ack
     _ack_fd = ack.fileno()
+    _out_lock = _thread.allocate_lock()  # not one a thread of the parent held at a fork
+    _out_holder = 0
+    if log_levels is not None:
+        from . import _logs
+
+        _logs.forward_to(write_message, log_levels)
     # The parent owns Ctrl-C: it stops the workers itself.
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     if not lifeline.arm():
@@ -226,7 +243,7 @@ def init_process_worker(
     except BaseException as exc:  # reported, then this worker ends
         envelope = envelope_from_exception(exc, limit=_ACK_TEXT_LIMIT)
         try:
-            ack.send_bytes(ACK_INIT_FAILED + dumps((os.getpid(), envelope)))
+            write_message(ACK_INIT_FAILED + dumps((os.getpid(), envelope)))
         finally:
             sys.stderr.flush()
             os._exit(3)
@@ -241,6 +258,7 @@ def worker_main(
     initializer: bytes | None,
     initargs: bytes | None,
     max_tasks: int | None,
+    log_levels: dict[str, int] | None = None,
 ) -> None:
     """The life of a process worker: start up, then take chunks until told to end.
 
@@ -254,11 +272,13 @@ def worker_main(
         initargs: Its arguments, serialized, or None.
         max_tasks: End after this many chunks (the parent starts a new
             worker in its place), or None.
+        log_levels: The parent's logger levels when log records go to the
+            parent, else None.
 
     A None task is the word to end; so is the end of the task pipe (its
     writer is gone).
     """
-    init_process_worker(outbox, owner, lifeline, initializer, initargs)
+    init_process_worker(outbox, owner, lifeline, initializer, initargs, log_levels)
     get = channel.get
     send = outbox.send_bytes
     left = -1 if max_tasks is None else max_tasks
@@ -274,7 +294,7 @@ def worker_main(
         outcome = run_blob(chunk_id, fn_blob, items_blob, mode)
         # Connection.send_bytes, which a long message leaves in two writes:
         # the parent reads a message cut short by a death as such.
-        send(RESULT + CHUNK_ID.pack(chunk_id) + outcome)
+        _with_outbox(send, RESULT + CHUNK_ID.pack(chunk_id) + outcome)
         del outcome, fn_blob, items_blob
         left -= 1
 
@@ -286,13 +306,46 @@ def acknowledge_start(chunk_id: int) -> None:
 
 
 def _send_ack(kind: bytes, chunk_id: int) -> None:
-    # One write below the pipe's atomic size: acks of several workers never mix.
+    # One write below the pipe's atomic size, built in one piece.
     # (Not Connection.send_bytes: its Python layers cost more than the write, and
     # in a freshly forked worker each of them is a page to copy.)
-    os.write(
+    _with_outbox(
+        os.write,
         _ack_fd,
         _ACK_WIRE.pack(_ACK_MESSAGE_SIZE, kind, os.getpid(), chunk_id, time.monotonic()),
     )
+
+
+def write_message(message: bytes) -> bool:
+    """Write one message to this worker's outbox (``Connection.send_bytes`` framing).
+
+    The write is over when this returns: the message is in the pipe, and
+    survives the worker being killed the moment after.
+
+    Args:
+        message: The message (its first byte says what it is).
+
+    Returns:
+        False, writing nothing, when this thread is already writing to the
+        outbox (a log record from a signal handler that interrupted it).
+    """
+    assert _ack is not None
+    return _with_outbox(_ack.send_bytes, message)
+
+
+def _with_outbox(write: Callable[..., object], *args: Any) -> bool:
+    """Call ``write(*args)``, which writes one message to the outbox, under its lock."""
+    global _out_holder
+    me = _thread.get_ident()
+    if _out_holder == me:
+        return False
+    with _out_lock:
+        _out_holder = me
+        try:
+            write(*args)
+        finally:
+            _out_holder = 0
+    return True
 
 
 def _load_fn(blob: bytes) -> Callable[..., Any]:

@@ -47,6 +47,7 @@ it to unpickle :class:`ChunkTask`, so parallelkit must be installed on them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -77,6 +78,8 @@ __all__ = (
     "loopback_cluster",
     "run_task",
 )
+
+_log = logging.getLogger("parallelkit")
 
 #: distributed and dask, where their functions are not typed: the one untyped boundary.
 _dask: Any = distributed
@@ -423,7 +426,9 @@ class Backend:
             future: Any = chunk.handle
             with contextlib.suppress(Exception):
                 future.cancel()
-            self._hooks.fail(chunk, self._crashed(chunk, None))
+            crashed = self._crashed(chunk, None)
+            if self._hooks.fail(chunk, crashed):
+                _log.warning("%s", crashed)
         elif status == "finished" and isinstance(result, bytes):
             self._hooks.complete(chunk, *_worker.unpack_outcome(result, chunk.count))
         elif isinstance(result, BaseException) and isinstance(result, _dask.KilledWorker):
@@ -433,7 +438,9 @@ class Backend:
                 self._resent.add(chunk.id)
                 self.send(chunk)
                 return
-            self._hooks.fail(chunk, self._crashed(chunk, result))
+            crashed = self._crashed(chunk, result)
+            if self._hooks.fail(chunk, crashed):
+                _log.warning("%s", crashed)
         elif isinstance(result, BaseException):
             self._hooks.fail(
                 chunk,

@@ -10,11 +10,14 @@
     worker processes: worker_main() in multiprocessing.get_context(m).Process
         │  each worker's own pipe (its outbox), in order:
         │  b"R" ready, b"I" initializer failed, b"S" (pid, chunk id, t) chunk taken,
-        │  b"D" chunk id + outcome
+        │  b"D" chunk id + outcome, b"L" a log record (forward_logging)
         ▼
     manager thread ("parallelkit-manager", one per executor) waits on all of:
         each worker's pipe      → remembers who holds which chunk; engine.started(),
-                                  engine.complete()
+                                  engine.complete(); log records to the LogListener
+                                  (see ._logs), whose own thread, started on the
+                                  first record, runs the parent's handlers; while
+                                  it is behind, the pipes that fed it are not read
         each worker's sentinel  → the worker ended: reads the rest of its pipe, then
                                   fails the chunk it still held (WorkerCrashedError),
                                   frees the task channel if it died holding it, and
@@ -46,6 +49,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import heapq
+import logging
 import math
 import multiprocessing
 import os
@@ -59,7 +63,7 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Final, final
 
-from .. import _worker
+from .. import _logs, _worker
 from .._errors import WorkerCrashedError, describe_exit
 from .._lifeline import Lifeline
 from .._serialize import dumps, dumps_function, exception_from_envelope, loads
@@ -89,8 +93,11 @@ _RESULT: Final = _worker.RESULT[0]
 _STARTED: Final = _worker.ACK_STARTED[0]
 _READY: Final = _worker.ACK_READY[0]
 _INIT_FAILED: Final = _worker.ACK_INIT_FAILED[0]
+_LOG_RECORD: Final = _logs.LOG_RECORD[0]
 _IN: Final = select.POLLIN | select.POLLHUP | select.POLLERR
 _OUT: Final = select.POLLOUT | select.POLLERR
+
+_log = logging.getLogger("parallelkit")
 
 
 @final
@@ -125,6 +132,10 @@ class Backend:
         if settings.start_method == "forkserver":
             # What a worker runs: the task channel, which loads the worker module.
             _mp_private.preload_in_forkserver(TaskChannel.__module__)
+            if settings.forward_logging:
+                # And the logging module, which takes a worker longer to load than
+                # the rest of what it runs.
+                _mp_private.preload_in_forkserver(_logs.__name__)
         self._context = context
         self._new_process: Callable[..., BaseProcess] = (
             _mp_private.SpawnedWorker if settings.start_method == "spawn" else context.Process
@@ -142,7 +153,10 @@ class Backend:
             dumps_function(options.initializer) if options.initializer else None,
             dumps(tuple(options.initargs)) if options.initializer else None,
             options.max_tasks_per_worker,
+            _logs.level_snapshot() if settings.forward_logging else None,
         )
+        self._logs = _logs.LogListener(self._wake)
+        self._paused: set[int] = set()  # inbox fds not read while the log listener catches up
 
         # Shared with the threads that call send() and abort(); held briefly.
         self._lock = threading.Lock()
@@ -298,6 +312,7 @@ class Backend:
                 if self._closing and self._close_step():
                     return
                 self._want_to_write()
+                self._resume_reading()
                 events = poller.poll(self._timeout())
                 for fd, event in events:
                     if fd == self._wake_r:
@@ -393,7 +408,8 @@ class Backend:
             return False
         return not self._closing or bool(self._unstarted)
 
-    def _start_worker(self) -> None:
+    def _start_worker(self) -> int:
+        """Start one worker; return its pid."""
         reader, writer = self._context.Pipe(duplex=False)
         proc = self._new_process(
             target=_worker.worker_main,
@@ -405,6 +421,7 @@ class Backend:
         finally:
             writer.close()  # the worker's now: the pipe ends with it
         worker = _Worker(proc, Inbox(reader))
+        _log.debug("started worker pid %d (%s)", worker.pid, self.start_method)
         with self._lock:
             self._procs[worker.pid] = worker
             if self._stopping:
@@ -413,13 +430,39 @@ class Backend:
         self._by_fd[worker.sentinel] = (True, worker)
         self._poller.register(worker.inbox.fd, _IN)
         self._poller.register(worker.sentinel, _IN)
+        return worker.pid
 
     def _read(self, worker: _Worker) -> None:
         messages, still_open = worker.inbox.read()
         if not still_open:
             self._unwatch(worker.inbox.fd)
+        full = False
         for message in messages:
-            self._on_message(worker, message)
+            if message[0] == _LOG_RECORD:
+                full = self._logs.put(bytes(message[1:])) or full
+            else:
+                self._on_message(worker, message)
+        fd = worker.inbox.fd
+        if full and fd in self._by_fd and fd not in self._paused:
+            # The parent's handlers are behind: this worker waits in its
+            # logging calls (its pipe fills) until they catch up.
+            self._paused.add(fd)
+            self._poller.unregister(fd)
+
+    def _last_records(self, worker: _Worker) -> None:
+        """Hand over the log records a worker stopped by terminate() wrote before it ended."""
+        with contextlib.suppress(OSError):
+            messages, _ = worker.inbox.read()
+            for message in messages:
+                if message[0] == _LOG_RECORD:
+                    self._logs.put(bytes(message[1:]))
+
+    def _resume_reading(self) -> None:
+        """Read the paused pipes again once the log listener has room."""
+        if self._paused and not self._logs.behind:
+            for fd in self._paused:
+                self._poller.register(fd, _IN)
+            self._paused.clear()
 
     def _on_message(self, worker: _Worker, message: memoryview) -> None:
         kind = message[0]
@@ -456,7 +499,10 @@ class Backend:
 
     def _unwatch(self, fd: int) -> None:
         if self._by_fd.pop(fd, None) is not None:
-            self._poller.unregister(fd)
+            if fd in self._paused:
+                self._paused.discard(fd)
+            else:
+                self._poller.unregister(fd)
 
     def _ending_worker(self, worker: _Worker) -> None:
         """A worker's sentinel fired: read what it wrote, then its status."""
@@ -501,15 +547,24 @@ class Backend:
         # process (not close(): a caller may hold it; its descriptors close as
         # it is freed).
         worker.proc.join(0)
-        if chunk_id and self._hooks.running(chunk_id) is not None:
+        running = self._hooks.running(chunk_id) if chunk_id else None
+        crashed = not on_purpose and (code != 0 or running is not None)
+        if running is not None:
             self._fail_crashed(chunk_id, pid, code, "while running {}")
         elif not worker.ready and code > 0 and not on_purpose:
             self._startup_failed(pid, code)
         self._check_task_channel()
         with self._lock:
             replace = self._replacing()
-        if replace:
-            self._start_worker()
+        new_pid = self._start_worker() if replace else None
+        what = f"worker pid {pid} {'died' if crashed else 'ended'} with {describe_exit(code)}"
+        if running is not None:
+            what += f" while running {running.label}"
+        instead = f"; started worker pid {new_pid} in its place" if new_pid else ""
+        if crashed:
+            _log.warning("%s%s", what, instead)
+        else:
+            _log.debug("%s%s", what, instead)
 
     def _check_task_channel(self) -> None:
         """After a worker ended: free the task channel if it died reading it.
@@ -591,11 +646,15 @@ class Backend:
             worker.proc.join(KILL_WAIT)
             with self._lock:
                 del self._procs[worker.pid]
+            self._last_records(worker)
             worker.inbox.close()
         for worker in self._dying:
+            self._last_records(worker)
             worker.inbox.close()
         self._dying = []
         self._by_fd.clear()
+        self._paused.clear()
+        self._logs.close()  # every worker's pipe has been read: hand the rest over
         with self._lock:
             self._unstarted.clear()
             self._doomed.clear()
