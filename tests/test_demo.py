@@ -11,7 +11,10 @@ from parallelkit._backends._registry import available_backends
 
 
 def test_demo_times_every_backend_and_maps_a_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_demo, "_calibrate", lambda seconds: 20_000)
+    def small(seconds: float) -> int:
+        return 20_000
+
+    monkeypatch.setattr(_demo, "_calibrate", small)
     lines: list[str] = []
     _demo.main(write=lines.append)
     text = "\n".join(lines)

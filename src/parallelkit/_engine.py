@@ -59,6 +59,9 @@ BROKEN: Final = "broken"
 #: parallelkit's own logger: WARNING for what went wrong (a time limit passed, a
 #: task killed, a worker crashed), DEBUG for starts and stops; nothing at INFO.
 log: Final = logging.getLogger("parallelkit")
+# A library's logger: silent (no last-resort printing on stderr) until the
+# program configures logging; the callers get the errors themselves anyway.
+log.addHandler(logging.NullHandler())
 
 #: How often a join waiting for lazy maps looks whether they were dropped.
 MAP_LOOK: Final = 0.25
