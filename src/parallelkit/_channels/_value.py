@@ -211,6 +211,7 @@ class Value(SharedBase, Generic[T]):
         self._place(ctype, None, backend, lock)
         if args:
             ctype.__init__(self._obj, *args)
+        self._publish()
 
     if TYPE_CHECKING:
 
