@@ -90,6 +90,10 @@ def _drained() -> ClosedChannelError:
     return ClosedChannelError("the Queue is closed and every item in it has been taken")
 
 
+def _closed_end() -> ClosedChannelError:
+    return ClosedChannelError("handle is closed: this end of the Pipe was closed")
+
+
 # -- which scheduler ------------------------------------------------------------------------
 
 
@@ -530,14 +534,14 @@ class ClusterEnd:
 
     def _outbound(self) -> ClusterQueue:
         if self._closed:
-            raise ClosedChannelError("this end of the Pipe was closed")
+            raise _closed_end()
         if self._out is None:
             raise OSError("connection is read-only")
         return self._out
 
     def _inbound(self) -> ClusterQueue:
         if self._closed:
-            raise ClosedChannelError("this end of the Pipe was closed")
+            raise _closed_end()
         if self._in is None:
             raise OSError("connection is write-only")
         return self._in
@@ -602,6 +606,8 @@ class ClusterEnd:
             time.sleep(_POLL if left is None else min(left, _POLL))
 
     def fileno(self) -> int:
+        if self._closed:
+            raise _closed_end()
         raise OSError(
             "a Pipe on the dask backend has no file descriptor (its messages are on the "
             "scheduler): use poll(timeout) instead of select"
