@@ -203,3 +203,16 @@ def test_channels_of_an_executor_with_a_cluster_of_its_own_live_on_it(
         ex.submit(put_range, q, 0, 2).result(30)
         assert q.get_many() == [0, 1]
         del q  # its client lets go of the cluster before the cluster stops
+
+
+def acquire_and_keep(lock: Lock) -> bool:
+    return lock.acquire(timeout=5)
+
+
+def test_a_lease_taken_in_a_task_cannot_be_released_here(on_cluster: str) -> None:
+    lock = Lock()
+    with Executor() as ex:
+        assert ex.submit(acquire_and_keep, lock).result(30)
+    with pytest.raises(ValueError, match="process that acquired it"):
+        lock.release()
+    assert not lock.acquire(block=False)

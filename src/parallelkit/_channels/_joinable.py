@@ -178,7 +178,8 @@ class JoinableQueue(Queue[T]):
             configuration, like the Executor.
 
     Raises:
-        ConfigError: The backend (from any source) is unknown.
+        ConfigError: The backend (from any source) is unknown, or is dask
+            (no task counter to join on there: use a Queue).
 
     Example:
         >>> import parallelkit

@@ -960,7 +960,7 @@ class Pipe(Generic[T]):
 
     Args:
         duplex: Both ends send and receive (True), or ``(receiver, sender)`` (False).
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows the
             configuration, like the Executor.
 
     Returns:

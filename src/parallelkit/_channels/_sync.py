@@ -250,7 +250,7 @@ class Lock(_Primitive):
     ``acquire(block=True, timeout=None)`` / ``release()``.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows the
             configuration, like the Executor.
 
     Example:
@@ -288,7 +288,8 @@ class RLock(_Primitive):
     and :class:`Condition`.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
 
     Example:
         >>> import parallelkit
@@ -355,10 +356,15 @@ class Semaphore(_SemaphoreBase):
 
     Args:
         value: The initial count (>= 0).
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
+
+    On the dask backend it is a set of ``value`` leases (``value`` >= 1):
+    it cannot go above its start, and a lease is released in the process
+    that acquired it (see the channels guide).
 
     Raises:
-        ValueError: ``value`` is negative.
+        ValueError: ``value`` is negative (or 0 on the dask backend).
 
     Example:
         >>> import parallelkit
@@ -387,7 +393,8 @@ class BoundedSemaphore(_SemaphoreBase):
 
     Args:
         value: The initial (and largest) count.
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
 
     Raises:
         ValueError: ``value`` is negative.
@@ -521,6 +528,7 @@ class Condition:
 
     Raises:
         TypeError: ``lock`` is not a parallelkit lock, or is for another backend.
+        ConfigError: The dask backend, which has no condition variable.
 
     Example:
         >>> import parallelkit
@@ -673,7 +681,8 @@ class Event:
     """An event flag for threads or processes, following the backend flag.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
 
     Example:
         >>> import parallelkit
@@ -912,6 +921,7 @@ class Barrier:
 
     Raises:
         ValueError: ``parties`` is not a whole number >= 1.
+        ConfigError: The dask backend, which has no barrier.
 
     Example:
         >>> import parallelkit
