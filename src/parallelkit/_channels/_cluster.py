@@ -17,7 +17,9 @@
 Which scheduler: inside a dask worker, the worker's own (``get_client()``);
 elsewhere the ``address`` setting (``parallelkit.config(address=...)``,
 ``PARALLELKIT_ADDRESS``), through a client of this module's that lives as long
-as a channel made through it; without an address, the default
+as a channel made through it (closed by the garbage collector of the last
+one, or by a short "parallelkit-dask-close" thread when that runs on an
+event loop); without an address, the default
 ``distributed.Client`` of the process (the last one made with
 ``set_as_default=True``); with none of them, :class:`~parallelkit.ConfigError`.
 
@@ -41,6 +43,7 @@ acquired it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import queue
@@ -117,8 +120,23 @@ _links_lock = threading.Lock()
 
 
 def _close_client(client: Any) -> None:
-    with contextlib.suppress(Exception):
-        client.close(timeout=10)
+    """Close a client of ours, when its last channel is gone.
+
+    The garbage collector may run this in a thread with an event loop
+    running (distributed's own included), where a blocking close would
+    wait for that loop: the close then happens in a thread of its own.
+    """
+
+    def close() -> None:
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        close()
+    else:
+        threading.Thread(target=close, name="parallelkit-dask-close", daemon=True).start()
 
 
 def _in_worker() -> Any:
