@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 
+def loop_size(backend: str, n: int) -> int:
+    """``n``, or a tenth of it where each channel operation is a round trip to a scheduler."""
+    from parallelkit._backends._registry import channels_on_cluster
+
+    return max(1, n // 10) if channels_on_cluster(backend) else n
+
+
 def inc(x: int) -> int:
     return x + 1
 

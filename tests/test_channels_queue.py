@@ -16,6 +16,8 @@ import pytest
 import parallelkit
 from parallelkit import ClosedChannelError, Queue
 
+from .helpers import loop_size
+
 
 @pytest.fixture(autouse=True)
 def _collect_channels() -> Iterator[None]:
@@ -106,7 +108,7 @@ def test_qsize_empty_and_full_follow_the_contents(backend: str) -> None:
 
 def test_unbounded_queue_is_never_full(backend: str) -> None:
     q = Queue[int]()
-    q.put_many(range(1000))
+    q.put_many(range(loop_size(backend, 1000)))
     assert not q.full()
     assert q.maxsize == 0
 
@@ -253,23 +255,25 @@ def test_a_worker_sees_the_close_of_its_parent(backend: str) -> None:
 
 def test_many_producers_and_consumers_end_cleanly_with_close(backend: str) -> None:
     q = Queue[int](50)
-    producers = [parallelkit.spawn(produce, q, i * 1000, 300) for i in range(2)]
-    producers.append(parallelkit.spawn(produce_batch, q, 5000, 300))
+    n = loop_size(backend, 300)
+    producers = [parallelkit.spawn(produce, q, i * 1000, n) for i in range(2)]
+    producers.append(parallelkit.spawn(produce_batch, q, 5000, n))
     consumers = [parallelkit.spawn(consume, q), parallelkit.spawn(consume_batches, q)]
     for job in producers:
         job.result(timeout=30)
     q.close()
     taken = [item for job in consumers for item in job.result(timeout=30)]
-    expected = [*range(0, 300), *range(1000, 1300), *range(5000, 5300)]
+    expected = [*range(0, n), *range(1000, 1000 + n), *range(5000, 5000 + n)]
     assert Counter(taken) == Counter(expected)
 
 
 def test_items_of_one_producer_arrive_in_order_across_processes(backend: str) -> None:
     q = Queue[int]()
-    producer = parallelkit.spawn(produce, q, 0, 2000)
-    received = [q.get(timeout=30) for _ in range(2000)]
+    n = loop_size(backend, 2000)
+    producer = parallelkit.spawn(produce, q, 0, n)
+    received = [q.get(timeout=30) for _ in range(n)]
     producer.join()
-    assert received == list(range(2000))
+    assert received == list(range(n))
 
 
 def test_large_items_cross_whole(backend: str) -> None:

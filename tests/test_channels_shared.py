@@ -16,6 +16,8 @@ import pytest
 import parallelkit
 from parallelkit import Array, ClosedChannelError, Lock, RLock, Value
 
+from .helpers import loop_size
+
 
 @pytest.fixture(autouse=True)
 def _collect_channels() -> Iterator[None]:
@@ -197,9 +199,10 @@ def test_concurrent_increments_from_several_workers_end_at_the_exact_total(
     backend: str, operation: Any
 ) -> None:
     counter = Value("i", 0)
+    n = loop_size(backend, 500)
     with parallelkit.Executor(workers=2) as ex:
-        list(ex.map(operation, [counter] * 4, [500] * 4))
-    assert counter.value == 2000
+        list(ex.map(operation, [counter] * 4, [n] * 4))
+    assert counter.value == 4 * n
 
 
 def test_get_obj_is_the_raw_ctypes_object(backend: str) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-import parallelkit
 from parallelkit import (
     BrokenExecutorError,
     ConfigError,
@@ -373,13 +372,3 @@ def test_imap_over_an_endless_generator_keeps_a_bounded_window(
             if i == 200_000:
                 break
         assert 0 < peak <= backend.window
-
-
-def test_channels_on_dask_raise_config_error_naming_the_alternative(
-    parallelkit_dask_address: str,
-) -> None:
-    with (
-        parallelkit.config(backend="dask", address=parallelkit_dask_address),
-        pytest.raises(ConfigError, match=r"distributed\.Queue"),
-    ):
-        parallelkit.Queue()

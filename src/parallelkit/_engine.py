@@ -185,6 +185,11 @@ class Engine:
         self.released: bool = False
         self.backend: Backend = load_backend(settings.backend)(self, settings, options)
         self.window: int = self.backend.window
+        #: The settings of channels made by the owner (ex.Queue()): on the backend's
+        #: cluster, when it has one of its own.
+        self.channel_settings: Settings = settings
+        if self.backend.channel_address not in (None, settings.address):
+            self.channel_settings = settings._replace(address=self.backend.channel_address)
         self._call_time: float = QUICK_CALL  # running mean of one-call chunks' run time
         log.debug(
             "%s started: %s backend, %d workers", owner, settings.backend, self.backend.workers

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from ._backends._base import BackendOptions
-from ._config import Settings, resolve_settings, workers_source
+from ._config import Settings, config, resolve_settings, workers_source
 from ._engine import Engine
 from ._errors import ConfigError
 
@@ -75,6 +76,13 @@ class EngineOwner:
     """Base of :class:`~parallelkit.Executor` and :class:`~parallelkit.Pool`."""
 
     _engine: Engine
+
+    def _here(self) -> contextlib.AbstractContextManager[object]:
+        """The configuration for this owner's channels: its own cluster's, if it has one."""
+        engine = self._engine
+        if engine.channel_settings is engine.settings:
+            return contextlib.nullcontext()
+        return config(address=engine.channel_settings.address)
 
     def _start_engine(
         self,
@@ -171,7 +179,7 @@ class EngineOwner:
             ...     q.get()
             42
         """
-        return _channels.make_queue(self._engine.settings, maxsize)
+        return _channels.make_queue(self._engine.channel_settings, maxsize)
 
     def JoinableQueue(self, maxsize: int = 0) -> _channels.JoinableQueue[_ItemT]:
         """Make a :class:`~parallelkit.JoinableQueue` of this owner's backend.
@@ -182,7 +190,7 @@ class EngineOwner:
         Returns:
             The queue; pass it to tasks as an ordinary argument.
         """
-        return _channels.make_joinable_queue(self._engine.settings, maxsize)
+        return _channels.make_joinable_queue(self._engine.channel_settings, maxsize)
 
     @overload
     def Pipe(
@@ -204,7 +212,7 @@ class EngineOwner:
         Returns:
             The two ends.
         """
-        return _channels.make_pipe(self._engine.settings, duplex)
+        return _channels.make_pipe(self._engine.channel_settings, duplex)
 
     @overload
     def Value(
@@ -265,9 +273,10 @@ class EngineOwner:
         Returns:
             The shared value.
         """
-        return _channels.Value(
-            typecode_or_type, *args, lock=lock, backend=self._engine.settings.backend
-        )
+        with self._here():
+            return _channels.Value(
+                typecode_or_type, *args, lock=lock, backend=self._engine.settings.backend
+            )
 
     @overload
     def Array(
@@ -345,38 +354,51 @@ class EngineOwner:
         Returns:
             The shared array.
         """
-        return _channels.Array(
-            typecode_or_type, size_or_initializer, lock=lock, backend=self._engine.settings.backend
-        )
+        with self._here():
+            return _channels.Array(
+                typecode_or_type,
+                size_or_initializer,
+                lock=lock,
+                backend=self._engine.settings.backend,
+            )
 
     def Lock(self) -> _channels.Lock:
         """Make a :class:`~parallelkit.Lock` of this owner's backend."""
-        return _channels.Lock(backend=self._engine.settings.backend)
+        with self._here():
+            return _channels.Lock(backend=self._engine.settings.backend)
 
     def RLock(self) -> _channels.RLock:
         """Make an :class:`~parallelkit.RLock` of this owner's backend."""
-        return _channels.RLock(backend=self._engine.settings.backend)
+        with self._here():
+            return _channels.RLock(backend=self._engine.settings.backend)
 
     def Semaphore(self, value: int = 1) -> _channels.Semaphore:
         """Make a :class:`~parallelkit.Semaphore` of this owner's backend."""
-        return _channels.Semaphore(value, backend=self._engine.settings.backend)
+        with self._here():
+            return _channels.Semaphore(value, backend=self._engine.settings.backend)
 
     def BoundedSemaphore(self, value: int = 1) -> _channels.BoundedSemaphore:
         """Make a :class:`~parallelkit.BoundedSemaphore` of this owner's backend."""
-        return _channels.BoundedSemaphore(value, backend=self._engine.settings.backend)
+        with self._here():
+            return _channels.BoundedSemaphore(value, backend=self._engine.settings.backend)
 
     def Condition(
         self, lock: _channels.Lock | _channels.RLock | None = None
     ) -> _channels.Condition:
         """Make a :class:`~parallelkit.Condition` of this owner's backend."""
-        return _channels.Condition(lock, backend=self._engine.settings.backend)
+        with self._here():
+            return _channels.Condition(lock, backend=self._engine.settings.backend)
 
     def Event(self) -> _channels.Event:
         """Make an :class:`~parallelkit.Event` of this owner's backend."""
-        return _channels.Event(backend=self._engine.settings.backend)
+        with self._here():
+            return _channels.Event(backend=self._engine.settings.backend)
 
     def Barrier(
         self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None
     ) -> _channels.Barrier:
         """Make a :class:`~parallelkit.Barrier` of this owner's backend."""
-        return _channels.Barrier(parties, action, timeout, backend=self._engine.settings.backend)
+        with self._here():
+            return _channels.Barrier(
+                parties, action, timeout, backend=self._engine.settings.backend
+            )

@@ -158,6 +158,9 @@ class Backend(Protocol):
     #: What a TaskTimeoutError adds about a chunk that ran on no worker process
     #: (``"; its thread cannot be stopped and runs on, …"``), or ``""``.
     timeout_note: str
+    #: The scheduler address that channels made by the executor or pool use,
+    #: where it is not the ``address`` setting (a dask cluster of its own); else None.
+    channel_address: str | None
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
         """Turn the user's function into what :meth:`send` ships (once per map)."""

@@ -285,6 +285,8 @@ class Backend:
                 self._cluster.close(timeout=CLOSE_TIMEOUT)
                 raise
         self._client: Any = client
+        #: Channels that ex.Queue() & co. make live on this cluster.
+        self.channel_address: str | None = str(client.scheduler.address)
         if self._cluster is not None:
             self.workers = settings.workers
         else:

@@ -128,6 +128,7 @@ class Backend:
         self.start_method: str | None = settings.start_method
         self.can_kill = True
         self.timeout_note = ""
+        self.channel_address: str | None = None
         context: Any = multiprocessing.get_context(settings.start_method)
         if settings.start_method == "forkserver":
             # What a worker runs: the task channel, which loads the worker module.

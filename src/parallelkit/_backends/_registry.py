@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 __all__ = (
     "available_backends",
     "backend_names",
+    "channels_on_cluster",
     "crosses_processes",
-    "has_channels",
     "load_backend",
     "missing_requirement",
 )
@@ -35,8 +35,9 @@ class _Entry(NamedTuple):
     requires: str = ""
     #: The extra that installs it (``pip install parallelkit[extra]``).
     extra: str = ""
-    #: Whether parallelkit's channels can be made for it.
-    channels: bool = True
+    #: Its channels live on a cluster's scheduler (named objects reached over the
+    #: network), not in this machine's memory or OS objects.
+    cluster_channels: bool = False
 
 
 _BACKENDS: Final[dict[str, _Entry]] = {
@@ -48,7 +49,7 @@ _BACKENDS: Final[dict[str, _Entry]] = {
         crosses_processes=True,
         requires="distributed",
         extra="dask",
-        channels=False,
+        cluster_channels=True,
     ),
 }
 
@@ -83,9 +84,16 @@ def available_backends() -> tuple[str, ...]:
     return tuple(name for name in backend_names() if missing_requirement(name) is None)
 
 
-def has_channels(name: str) -> bool:
-    """Whether parallelkit's channels can be made for backend ``name``."""
-    return _BACKENDS[name].channels
+def channels_on_cluster(name: str) -> bool:
+    """Whether channels made for backend ``name`` live on a cluster's scheduler.
+
+    Such channels reach other machines, so they cannot share memory or file
+    descriptors: each operation is a round trip to the scheduler.
+
+    Args:
+        name: A name from :func:`backend_names`.
+    """
+    return _BACKENDS[name].cluster_channels
 
 
 def crosses_processes(name: str) -> bool:

@@ -26,6 +26,7 @@ class Backend:
     start_method: str | None = None
     can_kill = False
     timeout_note = ""
+    channel_address: str | None = None
     window = 1
     workers = 1
 

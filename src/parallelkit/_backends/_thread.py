@@ -44,6 +44,7 @@ class Backend:
     start_method: str | None = None
     can_kill = False
     timeout_note = "; its thread cannot be stopped and runs on, its result is discarded"
+    channel_address: str | None = None
 
     def __init__(self, hooks: Hooks, settings: Settings, options: BackendOptions) -> None:
         # Weakly, and nothing the threads hold refers to this backend: a dropped

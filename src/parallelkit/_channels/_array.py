@@ -151,6 +151,8 @@ class Array(SharedBase, Generic[T]):
             type, or a lock of another backend.
         NotALockError: ``lock`` is not a lock (see :class:`Value`).
         ValueError: A negative size.
+        ConfigError: The dask backend: a cluster has no shared memory (send
+            the data as task arguments, ``client.scatter``, or a Queue).
 
     Examples:
         >>> import parallelkit

@@ -178,7 +178,8 @@ class JoinableQueue(Queue[T]):
             configuration, like the Executor.
 
     Raises:
-        ConfigError: The backend (from any source) is unknown.
+        ConfigError: The backend (from any source) is unknown, or is dask
+            (no task counter to join on there: use a Queue).
 
     Examples:
         >>> import parallelkit
@@ -201,6 +202,10 @@ class JoinableQueue(Queue[T]):
 
     _process_impl: ClassVar[type[_ProcessQueue]] = _ProcessJoinableQueue
     _thread_impl: ClassVar[type[_ThreadQueue]] = _ThreadJoinableQueue
+    _no_cluster: ClassVar[str] = (
+        "distributed has no task counter to join on; use a Queue and count the results "
+        "(or the futures of the tasks) instead"
+    )
 
     def _tasks(self) -> _ProcessJoinableQueue | _ThreadJoinableQueue:
         impl: Any = self._impl  # _start and _open_queue build it from the classes above

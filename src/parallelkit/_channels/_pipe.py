@@ -31,6 +31,12 @@ sees EOF or EPIPE while a live ticket of the other end exists waits for it
 to land instead (a ticket whose sender died is void), so closing an end
 right after handing it to a child is safe.
 
+Dask backend: one queue on the cluster's scheduler per direction (see
+:mod:`._cluster`). An end is one object for the whole cluster, not a copy per
+process: ``close()`` anywhere ends it for everyone (the other end reads what
+was sent, then ``EOFError``; its ``send()`` raises ``BrokenPipeError``), and
+an end dropped without ``close()`` does not end it. It has no ``fileno()``.
+
 Thread (and serial) backend: one deque and condition per direction. There is
 one copy of each end in the process, so ``close()`` is what the peer sees at
 once. ``fileno()`` lazily makes an ``os.pipe()`` per direction holding one
@@ -61,8 +67,17 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, final, overload
 from .._config import Settings
 from .._errors import ClosedChannelError
 from .._serialize import dumps, loads, roundtrip
-from ._select import is_process, resolve
-from ._sharing import at_exit, create_fifo, gone, local_reduce, new_token, own, remember
+from ._select import is_process, on_cluster, resolve
+from ._sharing import (
+    at_exit,
+    create_fifo,
+    gone,
+    local_reduce,
+    new_token,
+    own,
+    remember,
+    reopens,
+)
 from ._stream import CAPACITY, DATA, PIPE_BUF, advance, frame, split_header
 from ._types import T, T_co, T_contra
 
@@ -73,6 +88,8 @@ else:
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+    from ._cluster import ClusterEnd
 
 __all__ = ("Connection", "Pipe", "Receiver", "Sender", "make_pipe")
 
@@ -689,7 +706,7 @@ class _End:
 
     __slots__ = ("__weakref__", "_backend", "_impl")
 
-    _impl: _ProcessEnd | _ThreadEnd
+    _impl: _ProcessEnd | _ThreadEnd | ClusterEnd
     _backend: str
 
     @property
@@ -757,6 +774,8 @@ class _End:
         impl = self._impl
         if isinstance(impl, _ThreadEnd):
             return local_reduce(self, impl.token, "Pipe")
+        if not isinstance(impl, _ProcessEnd):
+            return (_open_cluster_end, (impl.token, type(self), self._backend, impl.state()))
         state, ticket = impl.reduce_args()
         return (_open_end, (type(self), self._backend, state, ticket))
 
@@ -770,7 +789,7 @@ class _End:
 _copies: weakref.WeakValueDictionary[str, _End] = weakref.WeakValueDictionary()
 
 
-def _wrap(cls: type[_End], impl: _ProcessEnd | _ThreadEnd, backend: str) -> Any:
+def _wrap(cls: type[_End], impl: _ProcessEnd | _ThreadEnd | ClusterEnd, backend: str) -> Any:
     end = cls.__new__(cls)
     end._impl = impl
     end._backend = backend
@@ -941,7 +960,7 @@ class Pipe(Generic[T]):
 
     Args:
         duplex: Both ends send and receive (True), or ``(receiver, sender)`` (False).
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows the
             configuration, like the Executor.
 
     Returns:
@@ -976,8 +995,12 @@ class Pipe(Generic[T]):
 
 def make_pipe(settings: Settings, duplex: bool) -> Any:
     """The ends of a Pipe for exactly these settings (an Executor's or Pool's own)."""
-    impls: tuple[_ProcessEnd | _ThreadEnd, _ProcessEnd | _ThreadEnd]
-    if is_process(settings):
+    impls: tuple[_ProcessEnd | _ThreadEnd | ClusterEnd, _ProcessEnd | _ThreadEnd | ClusterEnd]
+    if on_cluster(settings):
+        from ._cluster import cluster_pipe, connect
+
+        impls = cluster_pipe(connect(settings.address), duplex)
+    elif is_process(settings):
         impls = _process_pipe(duplex)
     else:
         impls = _thread_pipe(duplex, settings.check_pickle)
@@ -985,3 +1008,18 @@ def make_pipe(settings: Settings, duplex: bool) -> Any:
     if duplex:
         return (_wrap(Connection, impls[0], name), _wrap(Connection, impls[1], name))
     return (_wrap(Receiver, impls[0], name), _wrap(Sender, impls[1], name))
+
+
+@reopens
+def _open_cluster_end(
+    token: str,
+    cls: type[_End],
+    backend: str,
+    state: tuple[tuple[str, int, str] | None, tuple[str, int, str] | None],
+) -> _End:
+    from ._cluster import open_end
+
+    end = cls.__new__(cls)
+    end._impl = open_end(state)
+    end._backend = backend
+    return end

@@ -25,6 +25,8 @@ accepted is left, even if some of it is still in another process's feeder.
 
 Thread (and serial) backend: a deque and two conditions, same contract.
 
+Dask backend: queues on the cluster's scheduler (:mod:`._cluster`), same contract.
+
 JoinableQueue (:mod:`._joinable`) extends both implementations: each counts
 what it accepts through ``_accept``, at the moment the items become takeable.
 """
@@ -48,7 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic
 from .._config import Settings
 from .._errors import ClosedChannelError
 from .._serialize import dumps, loads, roundtrip
-from ._select import is_process, resolve
+from ._select import is_process, not_on_cluster, on_cluster, resolve
 from ._sharing import (
     SEM_VALUE_MAX,
     SEMAPHORE,
@@ -79,6 +81,8 @@ from ._types import T
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from ._cluster import ClusterQueue
 
 __all__ = ("Queue", "make_queue")
 
@@ -643,11 +647,16 @@ class Queue(Generic[T]):
 
     Args:
         maxsize: Most items held at once; 0 or less means unbounded.
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
-            configuration, like the Executor.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None
+            follows the configuration, like the Executor.
+
+    On the dask backend the queue lives on the cluster's scheduler (see the
+    channels guide): every operation is a round trip to it, ``put_many`` and
+    ``get_many`` included (one per item).
 
     Raises:
-        ConfigError: The backend (from any source) is unknown.
+        ConfigError: The backend (from any source) is unknown, or dask has no
+            cluster to use.
 
     Examples:
         >>> import parallelkit
@@ -660,10 +669,12 @@ class Queue(Generic[T]):
 
     __slots__ = ("__weakref__", "_backend", "_impl")
 
-    _impl: _ProcessQueue | _ThreadQueue
+    _impl: _ProcessQueue | _ThreadQueue | ClusterQueue
     #: The implementations this class builds (JoinableQueue extends both).
     _process_impl: ClassVar[type[_ProcessQueue]] = _ProcessQueue
     _thread_impl: ClassVar[type[_ThreadQueue]] = _ThreadQueue
+    #: Why this class has no implementation on a cluster ("": it has one).
+    _no_cluster: ClassVar[str] = ""
 
     def __init__(self, maxsize: int = 0, *, backend: str | None = None) -> None:
         self._start(maxsize, resolve(backend))
@@ -672,7 +683,13 @@ class Queue(Generic[T]):
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, got {maxsize!r}")
         self._backend = settings.backend
-        if is_process(settings):
+        if on_cluster(settings):
+            if self._no_cluster:
+                raise not_on_cluster(settings, type(self).__name__, self._no_cluster)
+            from ._cluster import ClusterQueue, connect
+
+            self._impl = ClusterQueue.create(connect(settings.address), maxsize)
+        elif is_process(settings):
             self._impl = self._process_impl.create(maxsize)
         else:
             self._impl = self._thread_impl(maxsize, settings.check_pickle)
@@ -849,6 +866,8 @@ class Queue(Generic[T]):
         cls = type(self)
         if isinstance(impl, _ThreadQueue):
             return local_reduce(self, impl.token, cls.__name__)
+        if not isinstance(impl, _ProcessQueue):
+            return (_open_cluster_queue, (impl.state(), self._backend))
         if cls is Queue:  # the common case pickles no class reference
             return (_open_queue, (impl.state(), self._backend))
         return (_open_queue, (impl.state(), self._backend, cls))
@@ -871,4 +890,14 @@ def _open_queue(state: tuple[Any, ...], backend: str, cls: type[Queue[Any]] = Qu
     q: Queue[Any] = cls.__new__(cls)
     q._backend = backend
     q._impl = cls._process_impl.open(state)
+    return q
+
+
+@reopens
+def _open_cluster_queue(state: tuple[str, int, str], backend: str) -> Queue[Any]:
+    from ._cluster import open_queue
+
+    q: Queue[Any] = Queue.__new__(Queue)
+    q._backend = backend
+    q._impl = open_queue(state)
     return q

@@ -1,18 +1,24 @@
 """Which implementation a channel gets: the backend flag, resolved like the Executor's.
 
-The process backend gets channels made of named OS objects (see
-:mod:`._sharing`); every other backend runs in one process and gets the
-thread implementations (the serial backend has no concurrency of its own, but
-a spawned function or a second thread may still be on the other end).
+Three kinds, and the registry (:mod:`.._backends._registry`) says which a
+backend gets:
+
+- on a cluster (:func:`on_cluster`; dask): named objects on the cluster's
+  scheduler, reached over the network (see :mod:`._cluster`);
+- across processes (:func:`is_process`; process): named OS objects (see
+  :mod:`._sharing`);
+- otherwise, one process: the thread implementations (the serial backend has
+  no concurrency of its own, but a spawned function or a second thread may
+  still be on the other end).
 """
 
 from __future__ import annotations
 
-from .._backends._registry import crosses_processes, has_channels
+from .._backends._registry import channels_on_cluster, crosses_processes
 from .._config import Settings, resolve_settings
 from .._errors import ConfigError
 
-__all__ = ("is_process", "resolve")
+__all__ = ("family", "is_process", "not_on_cluster", "on_cluster", "resolve")
 
 
 def resolve(backend: str | None) -> Settings:
@@ -25,20 +31,41 @@ def resolve(backend: str | None) -> Settings:
         The settings.
 
     Raises:
-        ConfigError: The backend (from any source) is unknown, or has no
-            channels (dask: use ``distributed.Queue``, ``Lock``, ``Event``,
-            ``Variable``, or task arguments and results).
+        ConfigError: The backend (from any source) is unknown.
     """
-    settings = resolve_settings(backend)
-    if not has_channels(settings.backend):
-        raise ConfigError(
-            f"parallelkit's channels are not available on the {settings.backend} backend yet: "
-            "on a cluster, use distributed.Queue, Lock, Event, Semaphore or Variable for "
-            "coordination, and task arguments and results (or client.scatter) for data"
-        )
-    return settings
+    return resolve_settings(backend)
+
+
+def on_cluster(settings: Settings) -> bool:
+    """Whether channels for ``settings`` live on a cluster's scheduler."""
+    return channels_on_cluster(settings.backend)
 
 
 def is_process(settings: Settings) -> bool:
-    """Whether channels for ``settings`` must cross processes."""
-    return crosses_processes(settings.backend)
+    """Whether channels for ``settings`` are named OS objects shared by processes."""
+    return crosses_processes(settings.backend) and not channels_on_cluster(settings.backend)
+
+
+def family(settings: Settings) -> str:
+    """Which implementation channels for ``settings`` get: "cluster", "process" or "thread".
+
+    Channels of one family can be used together (a Value with a Lock);
+    channels of different families cannot.
+    """
+    if on_cluster(settings):
+        return "cluster"
+    return "process" if is_process(settings) else "thread"
+
+
+def not_on_cluster(settings: Settings, what: str, instead: str) -> ConfigError:
+    """The error for a channel that has no implementation on a cluster.
+
+    Args:
+        settings: The resolved settings (their backend is named).
+        what: The channel refused (``"Condition"``).
+        instead: What to use instead, and why it is refused.
+
+    Returns:
+        The error, to raise.
+    """
+    return ConfigError(f"{what} is not available on the {settings.backend} backend: {instead}")

@@ -7,8 +7,17 @@
                                                              (see ._sync)
                                                    otherwise: a private bytearray
                                                              + threading.RLock
+                                                   "dask" (Value only): a private bytearray
+                                                             + a cluster RLock, and the bytes
+                                                             in a distributed.Variable, loaded
+                                                             and stored under the lock
+                                                             (see ._cluster.ClusterCell)
         the same ctypes object is laid over either memory, so coercion,
-        overflow and every read are identical on both backends
+        overflow and every read are identical on every backend
+
+An Array on dask is refused: a cluster has no shared memory, and an Array
+sent whole through the scheduler at every element access would be a slow
+fake (use ``client.scatter``, or a Queue of chunks).
 
     pickle ──▶ (arena name, offset, C type, lock, token) ──▶ _open_shared() in the
                receiving process: the object already there for that token, else
@@ -33,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._errors import ClosedChannelError, NotALockError
 from ._layout import is_struct, load_type, type_ref
 from ._memory import Segment, allocate, attach
-from ._select import is_process, resolve
+from ._select import family, is_process, not_on_cluster, on_cluster, resolve
 from ._sharing import local_reduce, new_token, remember, reopens
 from ._sync import Lock, RLock, rlock_for
 
@@ -140,6 +149,7 @@ class SharedBase:
 
     __slots__ = (
         "__weakref__",
+        "_address",
         "_backend",
         "_buffer",
         "_ctype",
@@ -162,13 +172,32 @@ class SharedBase:
     _raw: Any
     _segment: Segment | None
     _buffer: Any
+    #: The scheduler's address when it lives on a cluster, else None.
+    _address: str | None
 
     def _place(
         self, ctype: Any, length: int | None, backend: str | None, lock: bool | Lock | RLock | None
     ) -> None:
         settings = resolve(backend)
         shared = is_process(settings)
+        cluster = on_cluster(settings)
+        if cluster and length is not None:
+            raise not_on_cluster(
+                settings,
+                "Array",
+                "a cluster has no memory shared between machines; send the data as a task "
+                "argument or result (client.scatter for large data shared by many tasks), or "
+                "pass pieces through a parallelkit.Queue",
+            )
+        if cluster and lock is False:
+            raise not_on_cluster(
+                settings,
+                "a Value with lock=False",
+                "its contents live on the scheduler and are loaded under its lock; "
+                "use lock=True (the default)",
+            )
         self._backend = settings.backend
+        self._address = None
         self._shared = shared
         self._ctype = ctype
         self._length = length
@@ -178,7 +207,7 @@ class SharedBase:
         elif lock is False:
             self._lock = None
         elif isinstance(lock, (Lock, RLock)):
-            if lock._shared != shared:
+            if family(resolve(lock.backend)) != family(settings):
                 raise TypeError(
                     f"a {self._what} for the {settings.backend!r} backend cannot use a lock "
                     f"made for the {lock.backend!r} backend"
@@ -186,9 +215,18 @@ class SharedBase:
             self._lock = lock
         else:
             raise _not_a_lock(lock, self._what)
-        self._raw = _fast_lock(self._lock)
         whole = ctype if length is None else ctype * length
         size = ctypes.sizeof(whole)
+        if cluster:
+            self._segment = None
+            self._buffer = bytearray(max(size, 1))
+            self._offset = 0
+            self._token = new_token()
+            self._obj = whole.from_buffer(self._buffer, self._offset)
+            self._raw = self._cell(settings.address)
+            remember(self._token, self)
+            return
+        self._raw = _fast_lock(self._lock)
         if shared:
             segment, offset = allocate(size)
             self._segment = segment
@@ -202,6 +240,20 @@ class SharedBase:
             self._token = new_token()
         self._obj = whole.from_buffer(self._buffer, self._offset)
         remember(self._token, self)
+
+    def _cell(self, address: str | None) -> Any:
+        """The lock of an object on a cluster, which loads and stores its bytes."""
+        from ._cluster import ClusterCell, connect
+
+        assert self._lock is not None
+        link = connect(address)
+        self._address = link.address
+        return ClusterCell(link, self._token, self._lock._impl, self._obj)
+
+    def _publish(self) -> None:
+        """Make the contents just initialized here the shared ones (on a cluster)."""
+        if self._address is not None:
+            self._raw.publish()
 
     def _live(self) -> Any:
         obj = self._obj
@@ -293,6 +345,20 @@ class SharedBase:
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        if self._address is not None:
+            if self._obj is None:
+                raise closed_error(self._what)
+            return (
+                _open_cluster_shared,
+                (
+                    self._token,
+                    type(self),
+                    self._backend,
+                    type_ref(self._ctype),
+                    self._address,
+                    self._lock,
+                ),
+            )
         if not self._shared:
             return local_reduce(self, self._token, self._what)
         if self._segment is None:
@@ -336,6 +402,7 @@ def _open_shared(
     obj = cls.__new__(cls)
     ctype = load_type(ref)
     segment = attach(segment_name, cls._what)
+    obj._address = None
     obj._backend = backend
     obj._shared = True
     obj._ctype = ctype
@@ -349,4 +416,25 @@ def _open_shared(
     obj._token = token
     whole = ctype if length is None else ctype * length
     obj._obj = whole.from_buffer(segment.buffer, offset)
+    return obj
+
+
+@reopens
+def _open_cluster_shared(
+    token: str, cls: type[SharedBase], backend: str, ref: object, address: str, lock: Lock | RLock
+) -> SharedBase:
+    obj = cls.__new__(cls)
+    ctype = load_type(ref)
+    obj._backend = backend
+    obj._shared = False
+    obj._ctype = ctype
+    obj._length = None
+    obj._struct = is_struct(ctype)
+    obj._lock = lock
+    obj._segment = None
+    obj._buffer = bytearray(max(ctypes.sizeof(ctype), 1))
+    obj._offset = 0
+    obj._token = token
+    obj._obj = ctype.from_buffer(obj._buffer, 0)
+    obj._raw = obj._cell(address)
     return obj

@@ -7,9 +7,17 @@
                              otherwise:  threading.Lock in an adapter that takes
                                          multiprocessing's acquire(block, timeout)
 
+                             "dask":     a lease of distributed.Lock / Semaphore on
+                                         the cluster's scheduler (see ._cluster)
+
     Condition ─ a lock + three counting semaphores (process) or threading.Condition
     Event     ─ a Condition + a flag semaphore       (process) or threading.Event
+                                                     (dask: distributed.Event)
     Barrier   ─ a Condition + two shared ints        (process) or threading.Barrier
+
+On dask, Condition and Barrier are refused (distributed has no such
+primitive); a Semaphore needs an initial value of at least 1 and is released
+in the process that acquired it (a lease).
 
 Every method keeps ``multiprocessing``'s signature (``acquire(block=True,
 timeout=None)``), and errors are the same on both backends: releasing an
@@ -29,12 +37,12 @@ import time
 from collections.abc import Callable
 from multiprocessing import util
 from types import TracebackType
-from typing import Any, ClassVar, Final, Protocol, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar, cast, final
 
 from .._config import Settings
 from .._serialize import ChildParcel
 from ._memory import Segment, allocate, attach
-from ._select import is_process, resolve
+from ._select import family, is_process, not_on_cluster, on_cluster, resolve
 from ._sharing import (
     RECURSIVE_MUTEX,
     SEM_VALUE_MAX,
@@ -58,6 +66,9 @@ __all__ = (
     "RLock",
     "Semaphore",
 )
+
+if TYPE_CHECKING:
+    from ._cluster import ClusterEvent
 
 R = TypeVar("R")
 
@@ -112,7 +123,19 @@ class _Primitive:
     ) -> None:
         self._backend = settings.backend
         self._shared = is_process(settings)
-        if self._shared:
+        if on_cluster(settings):
+            from ._cluster import ClusterSemaphore, connect
+
+            if value < 1:
+                raise ValueError(
+                    f"a {self._what} on the {settings.backend} backend is a set of leases and "
+                    "needs an initial value of at least 1; to signal between tasks, use an "
+                    "Event or a Queue"
+                )
+            self._token = new_token()
+            link = connect(settings.address)
+            self._impl = ClusterSemaphore(link, self._token, value, kind == RECURSIVE_MUTEX)
+        elif self._shared:
             raw, name = create_semlock(kind, value, maxvalue)
             self._impl = raw
             self._token = name
@@ -170,6 +193,12 @@ class _Primitive:
         self._impl.release()
 
     def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        impl: Any = self._impl
+        if not self._shared and not isinstance(impl, _ThreadAdapter):  # on a cluster
+            return (
+                _open_cluster_primitive,
+                (self._token, type(self), self._backend, impl.kind, impl.address),
+            )
         if not self._shared:
             return local_reduce(self, self._token, self._what)
         raw = self._raw()
@@ -192,6 +221,25 @@ def _open_primitive(
     return obj
 
 
+@reopens
+def _open_cluster_primitive(
+    name: str, cls: type[_Primitive], backend: str, kind: tuple[int, bool], address: str
+) -> _Primitive:
+    from ._cluster import ClusterSemaphore, connect
+
+    obj = cls.__new__(cls)
+    obj._impl = ClusterSemaphore(connect(address), name, *kind)
+    obj._backend = backend
+    obj._shared = False
+    obj._token = name
+    return obj
+
+
+def on_cluster_lock(lock: Lock | RLock) -> bool:
+    """Whether ``lock`` lives on a cluster's scheduler."""
+    return not lock._shared and not isinstance(lock._impl, _ThreadAdapter)
+
+
 @final
 class Lock(_Primitive):
     """A non-recursive lock for threads or processes, following the backend flag.
@@ -202,7 +250,7 @@ class Lock(_Primitive):
     ``acquire(block=True, timeout=None)`` / ``release()``.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows the
             configuration, like the Executor.
 
     Examples:
@@ -240,7 +288,8 @@ class RLock(_Primitive):
     and :class:`Condition`.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
 
     Examples:
         >>> import parallelkit
@@ -288,6 +337,9 @@ class _SemaphoreBase(_Primitive):
         if self._shared:
             return self._raw()._get_value()
         impl: Any = self._impl
+        if not isinstance(impl, _ThreadAdapter):  # on a cluster
+            on: int = impl.get_value()
+            return on
         value: int = impl.lock._value
         return value
 
@@ -304,10 +356,15 @@ class Semaphore(_SemaphoreBase):
 
     Args:
         value: The initial count (>= 0).
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
+
+    On the dask backend it is a set of ``value`` leases (``value`` >= 1):
+    it cannot go above its start, and a lease is released in the process
+    that acquired it (see the channels guide).
 
     Raises:
-        ValueError: ``value`` is negative.
+        ValueError: ``value`` is negative (or 0 on the dask backend).
 
     Examples:
         >>> import parallelkit
@@ -336,7 +393,8 @@ class BoundedSemaphore(_SemaphoreBase):
 
     Args:
         value: The initial (and largest) count.
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
 
     Raises:
         ValueError: ``value`` is negative.
@@ -399,7 +457,7 @@ def _choose_lock(
         )
     if backend is not None:
         settings = resolve(backend)
-        if is_process(settings) != lock._shared:
+        if family(settings) != family(resolve(lock.backend)):
             raise TypeError(
                 f"a {what} for the {settings.backend!r} backend cannot use a lock made for "
                 f"the {lock.backend!r} backend"
@@ -470,6 +528,7 @@ class Condition:
 
     Raises:
         TypeError: ``lock`` is not a parallelkit lock, or is for another backend.
+        ConfigError: The dask backend, which has no condition variable.
 
     Examples:
         >>> import parallelkit
@@ -487,6 +546,13 @@ class Condition:
         self._start(*_choose_lock(lock, backend, "Condition"))
 
     def _start(self, lock: Lock | RLock, backend: str) -> None:
+        if on_cluster_lock(lock):
+            raise not_on_cluster(
+                resolve(backend),
+                "Condition",
+                "distributed has no condition variable; wait for an Event, or take items "
+                "from a Queue",
+            )
         self._lock, self._backend = lock, backend
         if self._lock._shared:
             made = [create_semlock(SEMAPHORE, 0, SEM_VALUE_MAX) for _ in range(3)]
@@ -615,7 +681,8 @@ class Event:
     """An event flag for threads or processes, following the backend flag.
 
     Args:
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the configuration.
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows
+            the configuration.
 
     Examples:
         >>> import parallelkit
@@ -625,16 +692,24 @@ class Event:
         (True, True)
     """
 
-    __slots__ = ("__weakref__", "_backend", "_cond", "_flag", "_name", "_thread")
+    __slots__ = ("__weakref__", "_backend", "_cluster", "_cond", "_flag", "_name", "_thread")
 
     _cond: Condition | None
     _flag: RawSemLock | None
     _thread: threading.Event | None
+    _cluster: ClusterEvent | None
 
     def __init__(self, *, backend: str | None = None) -> None:
         settings = resolve(backend)
         self._backend = settings.backend
-        if is_process(settings):
+        self._cluster = None
+        if on_cluster(settings):
+            from ._cluster import ClusterEvent, connect
+
+            self._cond = self._flag = self._thread = None
+            self._name = new_token()
+            self._cluster = ClusterEvent(connect(settings.address), self._name)
+        elif is_process(settings):
             self._cond = condition_for(lock_for(settings))
             self._flag, self._name = create_semlock(SEMAPHORE, 0, 1)
             own(self, semaphores=(self._name,))
@@ -654,6 +729,8 @@ class Event:
         """Return whether the flag is set."""
         if self._thread is not None:
             return self._thread.is_set()
+        if self._cluster is not None:
+            return self._cluster.is_set()
         assert self._flag is not None
         return not self._flag._is_zero()
 
@@ -661,6 +738,9 @@ class Event:
         """Set the flag and wake every waiter."""
         if self._thread is not None:
             self._thread.set()
+            return
+        if self._cluster is not None:
+            self._cluster.set()
             return
         assert self._cond is not None and self._flag is not None
         with self._cond:
@@ -672,6 +752,9 @@ class Event:
         """Reset the flag."""
         if self._thread is not None:
             self._thread.clear()
+            return
+        if self._cluster is not None:
+            self._cluster.clear()
             return
         assert self._cond is not None and self._flag is not None
         with self._cond:
@@ -688,6 +771,8 @@ class Event:
         """
         if self._thread is not None:
             return self._thread.wait(timeout)
+        if self._cluster is not None:
+            return self._cluster.wait(timeout)
         assert self._cond is not None and self._flag is not None
         flag = self._flag
         with self._cond:
@@ -696,6 +781,8 @@ class Event:
     def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
         if self._thread is not None:
             return local_reduce(self, self._name, "Event")
+        if self._cluster is not None:
+            return (_open_cluster_event, (self._name, self._backend, self._cluster.address))
         return (_open_event, (self._name, self._backend, self._cond))
 
     def __repr__(self) -> str:
@@ -710,6 +797,19 @@ def _open_event(name: str, backend: str, cond: Condition) -> Event:
     event._flag = open_semlock(SEMAPHORE, 1, name, "Event")
     event._name = name
     event._thread = None
+    event._cluster = None
+    return event
+
+
+@reopens
+def _open_cluster_event(name: str, backend: str, address: str) -> Event:
+    from ._cluster import ClusterEvent, connect
+
+    event = Event.__new__(Event)
+    event._backend = backend
+    event._cond = event._flag = event._thread = None
+    event._name = name
+    event._cluster = ClusterEvent(connect(address), name)
     return event
 
 
@@ -821,6 +921,7 @@ class Barrier:
 
     Raises:
         ValueError: ``parties`` is not a whole number >= 1.
+        ConfigError: The dask backend, which has no barrier.
 
     Examples:
         >>> import parallelkit
@@ -845,6 +946,13 @@ class Barrier:
         if isinstance(parties, bool) or not isinstance(parties, int) or parties < 1:
             raise ValueError(f"parties must be a whole number >= 1, got {parties!r}")
         settings = resolve(backend)
+        if on_cluster(settings):
+            raise not_on_cluster(
+                settings,
+                "Barrier",
+                "distributed has no barrier; have the tasks return and wait for their "
+                "futures, or count arrivals with a Value and wait for an Event",
+            )
         self._backend = settings.backend
         if is_process(settings):
             self._action = (

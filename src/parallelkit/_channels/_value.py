@@ -106,7 +106,7 @@ class Value(SharedBase, Generic[T]):
             :meth:`compare_and_set` and :meth:`locked` raise ``TypeError``, and
             the object has no ``get_lock`` or ``get_obj`` attribute, as in
             ``multiprocessing``.
-        backend: ``"process"``, ``"thread"`` or ``"serial"``; None follows the
+        backend: ``"process"``, ``"thread"``, ``"serial"`` or ``"dask"``; None follows the
             configuration, like the Executor.
 
     Raises:
@@ -114,6 +114,8 @@ class Value(SharedBase, Generic[T]):
             type, or a lock of another backend.
         NotALockError: ``lock`` is none of the above (a ``TypeError`` that
             is also an ``AttributeError``, what ``multiprocessing`` raises).
+        ConfigError: ``lock=False`` on the dask backend, where the value is
+            loaded from the scheduler under its lock.
 
     Examples:
         >>> import parallelkit
@@ -211,6 +213,7 @@ class Value(SharedBase, Generic[T]):
         self._place(ctype, None, backend, lock)
         if args:
             ctype.__init__(self._obj, *args)
+        self._publish()
 
     if TYPE_CHECKING:
 
