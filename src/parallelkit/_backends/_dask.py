@@ -593,4 +593,9 @@ class Backend:
         if self._own_client:
             client.close(timeout=CLOSE_TIMEOUT)
         if self._cluster is not None:
+            # The channels made on this cluster (ex.Queue() & co.) end with it.
+            from .._channels._cluster import disconnect
+
+            if self.channel_address is not None:
+                disconnect(self.channel_address)
             self._cluster.close(timeout=CLOSE_TIMEOUT)

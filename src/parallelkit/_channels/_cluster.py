@@ -69,6 +69,7 @@ __all__ = (
     "cluster_pipe",
     "connect",
     "ctype_bytes",
+    "disconnect",
     "open_end",
     "open_queue",
 )
@@ -137,6 +138,24 @@ def _close_client(client: Any) -> None:
         close()
     else:
         threading.Thread(target=close, name="parallelkit-dask-close", daemon=True).start()
+
+
+def disconnect(address: str) -> None:
+    """Close the client that channels made for ``address`` share, before its cluster ends.
+
+    An executor calls this before it closes a cluster of its own: a client
+    left open would try to reach the gone scheduler again and again, logging
+    errors, for as long as a channel of that cluster lives on in the program.
+    The channels made there cannot be used afterwards (their operations fail).
+
+    Args:
+        address: The scheduler's address.
+    """
+    with _links_lock:
+        link = _links.pop(address, None)
+    if link is not None:
+        with contextlib.suppress(Exception):
+            link.client.close(timeout=10)
 
 
 def _in_worker() -> Any:
