@@ -37,6 +37,13 @@ def run_wrapped(chunk: Wrapped) -> list[int]:
     return [inc(x) for x in chunk.items]
 
 
+def current_rss_mb() -> float:
+    """This process's resident memory now (Linux: /proc/self/statm), in MB."""
+    with open("/proc/self/statm", encoding="ascii") as file:
+        pages = int(file.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
 def timed(fn: Any, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -108,12 +115,15 @@ def main() -> None:
         backend: Any = ex._engine.backend  # pyright: ignore[reportPrivateUsage]
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak_pending = 0
+        samples: list[float] = []  # the caller's RSS (MB) after each million items
         start = time.perf_counter()
         total = 0
         for i, value in enumerate(ex.map(inc, itertools.count())):
             total += value
             if i % 10_000 == 0:
                 peak_pending = max(peak_pending, len(backend._chunks))
+            if i % 1_000_000 == 999_999:
+                samples.append(current_rss_mb())
             if i == 10_000_000 - 1:
                 break
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -121,6 +131,11 @@ def main() -> None:
             f"imap over a 10,000,000-item generator: {time.perf_counter() - start:.1f} s, "
             f"peak pending futures {peak_pending} (window {backend.window}), "
             f"peak RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MB"
+        )
+        print(
+            "  RSS after each million items (MB): "
+            + " ".join(f"{mb:.0f}" for mb in samples)
+            + f"; growth from the 2nd to the 10th: {samples[-1] - samples[1]:+.1f} MB"
         )
     client.close()
     lc.close()
