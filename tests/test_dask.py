@@ -272,13 +272,7 @@ def test_cancel_kill_stops_a_running_task(
     parallelkit_dask_address: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with Pool(backend="dask", address=parallelkit_dask_address) as pool:
-        result = pool.apply_async(sleep_then, (60,))
-        deadline = time.monotonic() + 20
-        while _running_pid_pool(pool) is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert result.cancel(kill=True)
-        assert pool.apply(abs, (-4,)) == 4
+        _kill_a_running_task_then_apply(pool)
     (warning,) = [r for r in caplog.records if r.name == "parallelkit"]
     assert warning.levelno == logging.WARNING
     assert "(fn=sleep_then) was cancelled while running; worker pid " in warning.getMessage()
@@ -290,13 +284,18 @@ def test_kills_in_a_row_never_take_a_later_task_with_them(parallelkit_dask_addre
     # held there and sent again (under a new key), never fail as crashed.
     for _ in range(4):
         with Pool(backend="dask", address=parallelkit_dask_address) as pool:
-            result = pool.apply_async(sleep_then, (60,))
-            deadline = time.monotonic() + 20
-            while _running_pid_pool(pool) is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            assert result.cancel(kill=True)
-            assert pool.apply(abs, (-4,)) == 4
+            _kill_a_running_task_then_apply(pool)
+
+
+def _kill_a_running_task_then_apply(pool: Pool) -> None:
+    """Start a long task, cancel it with kill once it runs, and run one more task at once."""
+    result = pool.apply_async(sleep_then, (60,))
+    deadline = time.monotonic() + 20
+    while _running_pid_pool(pool) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert result.cancel(kill=True)
+    assert pool.apply(abs, (-4,)) == 4
 
 
 def _running_pid_pool(pool: Pool) -> int | None:

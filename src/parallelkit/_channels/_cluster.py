@@ -56,6 +56,7 @@ import distributed
 
 from .._errors import ClosedChannelError, ConfigError
 from .._serialize import dumps, loads
+from ._pipe import ItemReceiver
 from ._sharing import new_token
 from ._stream import monotonic_deadline, remaining
 
@@ -544,7 +545,7 @@ def ctype_bytes(obj: Any) -> bytes:
 # -- Pipe -----------------------------------------------------------------------------------
 
 
-class ClusterEnd:
+class ClusterEnd(ItemReceiver):
     """One end of a Pipe on a cluster: it receives from one queue and sends into the other."""
 
     __slots__ = ("__weakref__", "_closed", "_eof", "_in", "_out", "token")
@@ -607,27 +608,6 @@ class ClusterEnd:
             self._eof = True
             raise EOFError from None
         return item
-
-    def recv(self) -> Any:
-        kind, value = self._get()
-        return loads(value) if kind == "b" else value
-
-    def recv_bytes(self, maxlength: int | None) -> bytes:
-        kind, value = self._get()
-        data: bytes = value if kind == "b" else dumps(value)
-        if maxlength is not None and len(data) > maxlength:
-            raise OSError("bad message length")
-        return data
-
-    def recv_bytes_into(self, buf: memoryview, offset: int) -> int:
-        from multiprocessing import BufferTooShort
-
-        kind, value = self._get()
-        data: bytes = value if kind == "b" else dumps(value)
-        if len(data) > len(buf) - offset:
-            raise BufferTooShort(data)
-        buf[offset : offset + len(data)] = data
-        return len(data)
 
     def poll(self, timeout: float | None) -> bool:
         inbound = self._inbound()

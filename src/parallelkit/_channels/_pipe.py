@@ -91,7 +91,7 @@ if TYPE_CHECKING:
 
     from ._cluster import ClusterEnd
 
-__all__ = ("Connection", "Pipe", "Receiver", "Sender", "make_pipe")
+__all__ = ("Connection", "ItemReceiver", "Pipe", "Receiver", "Sender", "make_pipe")
 
 #: Seconds between looks at an in-flight copy of the other end.
 _LANDING_POLL: Final = 0.02
@@ -185,7 +185,41 @@ class _Direction:
             self.flagged = ready
 
 
-class _ThreadEnd:
+class ItemReceiver:
+    """The receiving calls of an end whose messages are ``(kind, value)`` items.
+
+    ``"b"``: bytes sent with ``send_bytes``; ``"o"``: an object sent with
+    ``send`` (on a cluster, already pickled). The thread backend's ends and
+    the cluster's ends are both made of such items; each says how it takes
+    the next one (``_get``).
+    """
+
+    __slots__ = ()
+
+    def _get(self) -> tuple[str, Any]:
+        raise NotImplementedError
+
+    def recv(self) -> Any:
+        kind, value = self._get()
+        return loads(value) if kind == "b" else value
+
+    def recv_bytes(self, maxlength: int | None) -> bytes:
+        kind, value = self._get()
+        data: bytes = value if kind == "b" else dumps(value)
+        if maxlength is not None and len(data) > maxlength:
+            raise OSError("bad message length")
+        return data
+
+    def recv_bytes_into(self, buf: memoryview, offset: int) -> int:
+        kind, value = self._get()
+        data: bytes = value if kind == "b" else dumps(value)
+        if len(data) > len(buf) - offset:
+            raise BufferTooShort(data)
+        buf[offset : offset + len(data)] = data
+        return len(data)
+
+
+class _ThreadEnd(ItemReceiver):
     __slots__ = ("__weakref__", "_check", "_closed", "_eof", "_in", "_out", "token")
 
     def __init__(
@@ -239,25 +273,6 @@ class _ThreadEnd:
             item = inbound.items.popleft()
             inbound.sync()
             return item
-
-    def recv(self) -> Any:
-        kind, value = self._get()
-        return loads(value) if kind == "b" else value
-
-    def recv_bytes(self, maxlength: int | None) -> bytes:
-        kind, value = self._get()
-        data: bytes = value if kind == "b" else dumps(value)
-        if maxlength is not None and len(data) > maxlength:
-            raise OSError("bad message length")
-        return data
-
-    def recv_bytes_into(self, buf: memoryview, offset: int) -> int:
-        kind, value = self._get()
-        data: bytes = value if kind == "b" else dumps(value)
-        if len(data) > len(buf) - offset:
-            raise BufferTooShort(data)
-        buf[offset : offset + len(data)] = data
-        return len(data)
 
     def poll(self, timeout: float | None) -> bool:
         inbound = self._inbound()
