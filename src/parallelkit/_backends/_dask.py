@@ -552,8 +552,10 @@ class Backend:
         while killed and time.monotonic() < deadline:
             # Return once the scheduler has let the killed workers go: a chunk
             # sent from now on goes to a live worker, or waits for the new one.
-            with contextlib.suppress(Exception):
+            try:
                 killed.intersection_update(client.nthreads())
+            except Exception:  # the scheduler cannot be asked: nothing to wait for
+                break
             if killed:
                 time.sleep(0.02)
 
