@@ -473,3 +473,18 @@ def test_bad_forward_logging_in_code() -> None:
         config(forward_logging="no"),  # type: ignore[arg-type]
     ):
         pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("name", ["address", "client"])
+@pytest.mark.parametrize("face", ["Executor", "Pool"])
+def test_address_or_client_with_a_local_backend_names_the_cluster_backend(
+    name: str, face: str
+) -> None:
+    kwargs: dict[str, object] = {"backend": "thread", name: "tcp://127.0.0.1:8786"}
+    make = parallelkit.Executor if face == "Executor" else parallelkit.Pool
+    with pytest.raises(
+        ConfigError,
+        match=rf"{name}= runs work on a cluster, but the backend "
+        r"is 'thread'; pass backend='dask' too",
+    ):
+        make(**kwargs)  # type: ignore[arg-type]

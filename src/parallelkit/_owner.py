@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from ._backends._base import BackendOptions
+from ._backends._registry import backend_names, runs_on_cluster
 from ._config import Settings, config, resolve_settings, workers_source
 from ._engine import Engine
 from ._errors import ConfigError
@@ -49,12 +50,13 @@ def _check_cluster_options(
             explicit ``workers`` meeting an address from the configuration
             is ignored instead).
     """
-    if settings.backend != "dask":
+    if not runs_on_cluster(settings.backend):
         for name, given in (("client", client), ("address", address)):
             if given is not None:
+                clusters = " or ".join(repr(n) for n in backend_names() if runs_on_cluster(n))
                 raise ConfigError(
-                    f"{name}= runs work on a dask cluster, but the backend is "
-                    f"{settings.backend!r}; pass backend='dask' too"
+                    f"{name}= runs work on a cluster, but the backend is "
+                    f"{settings.backend!r}; pass backend={clusters} too"
                 )
         return
     if client is None and settings.address is None:

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 __all__ = (
     "available_backends",
     "backend_names",
-    "channels_on_cluster",
     "crosses_processes",
     "load_backend",
     "missing_requirement",
+    "runs_on_cluster",
 )
 
 
@@ -35,9 +35,10 @@ class _Entry(NamedTuple):
     requires: str = ""
     #: The extra that installs it (``pip install parallelkit[extra]``).
     extra: str = ""
-    #: Its channels live on a cluster's scheduler (named objects reached over the
-    #: network), not in this machine's memory or OS objects.
-    cluster_channels: bool = False
+    #: It runs work on a cluster, reached by ``address`` or ``client=``; its
+    #: channels live on the cluster's scheduler (named objects reached over
+    #: the network), not in this machine's memory or OS objects.
+    cluster: bool = False
 
 
 _BACKENDS: Final[dict[str, _Entry]] = {
@@ -49,7 +50,7 @@ _BACKENDS: Final[dict[str, _Entry]] = {
         crosses_processes=True,
         requires="distributed",
         extra="dask",
-        cluster_channels=True,
+        cluster=True,
     ),
 }
 
@@ -84,16 +85,18 @@ def available_backends() -> tuple[str, ...]:
     return tuple(name for name in backend_names() if missing_requirement(name) is None)
 
 
-def channels_on_cluster(name: str) -> bool:
-    """Whether channels made for backend ``name`` live on a cluster's scheduler.
+def runs_on_cluster(name: str) -> bool:
+    """Whether backend ``name`` runs work on a cluster (reached by address or client).
 
-    Such channels reach other machines, so they cannot share memory or file
-    descriptors: each operation is a round trip to the scheduler.
+    Only such a backend takes ``address=`` and ``client=``; channels made for
+    it live on the cluster's scheduler, so they reach other machines and
+    cannot share memory or file descriptors: each operation is a round trip
+    to the scheduler.
 
     Args:
         name: A name from :func:`backend_names`.
     """
-    return _BACKENDS[name].cluster_channels
+    return _BACKENDS[name].cluster
 
 
 def crosses_processes(name: str) -> bool:

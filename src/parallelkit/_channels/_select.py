@@ -14,7 +14,7 @@ backend gets:
 
 from __future__ import annotations
 
-from .._backends._registry import channels_on_cluster, crosses_processes
+from .._backends._registry import crosses_processes, runs_on_cluster
 from .._config import Settings, resolve_settings
 from .._errors import ConfigError
 
@@ -38,12 +38,12 @@ def resolve(backend: str | None) -> Settings:
 
 def on_cluster(settings: Settings) -> bool:
     """Whether channels for ``settings`` live on a cluster's scheduler."""
-    return channels_on_cluster(settings.backend)
+    return runs_on_cluster(settings.backend)
 
 
 def is_process(settings: Settings) -> bool:
     """Whether channels for ``settings`` are named OS objects shared by processes."""
-    return crosses_processes(settings.backend) and not channels_on_cluster(settings.backend)
+    return crosses_processes(settings.backend) and not runs_on_cluster(settings.backend)
 
 
 def family(settings: Settings) -> str:
