@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -10,12 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: Every start method this platform has (fork, spawn, forkserver on Linux).
+START_METHODS = multiprocessing.get_all_start_methods()
+#: For a test under fork: Python 3.12+ warns about forking a process with threads.
+FORK_WARNING = "ignore:.*fork.*:DeprecationWarning"
+
 
 def loop_size(backend: str, n: int) -> int:
     """``n``, or a tenth of it where each channel operation is a round trip to a scheduler."""
-    from parallelkit._backends._registry import channels_on_cluster
+    from parallelkit._backends._registry import runs_on_cluster
 
-    return max(1, n // 10) if channels_on_cluster(backend) else n
+    return max(1, n // 10) if runs_on_cluster(backend) else n
 
 
 def inc(x: int) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import pickle
 import queue
 import threading
@@ -16,8 +15,8 @@ import pytest
 import parallelkit
 from parallelkit import ClosedChannelError, Event, Executor, JoinableQueue, Queue
 
-START_METHODS = multiprocessing.get_all_start_methods()
-FORK_WARNING = "ignore:.*fork.*:DeprecationWarning"
+from .helpers import FORK_WARNING, START_METHODS
+
 ITEMS = 40
 
 

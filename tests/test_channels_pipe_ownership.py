@@ -24,8 +24,7 @@ import pytest
 import parallelkit
 from parallelkit import ClosedChannelError, Connection, Event, Pipe, Receiver, Sender
 
-START_METHODS = multiprocessing.get_all_start_methods()
-FORK_WARNING = "ignore:.*fork.*:DeprecationWarning"
+from .helpers import FORK_WARNING, START_METHODS
 
 
 def start_methods() -> list[Any]:

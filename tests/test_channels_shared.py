@@ -6,7 +6,6 @@ import array
 import gc
 import multiprocessing
 import pickle
-from collections.abc import Iterator
 from ctypes import Structure, c_bool, c_char, c_char_p, c_double, c_int, c_uint8
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -18,12 +17,7 @@ from parallelkit import Array, ClosedChannelError, Lock, RLock, Value
 
 from .helpers import loop_size
 
-
-@pytest.fixture(autouse=True)
-def _collect_channels() -> Iterator[None]:
-    """Release channels caught in reference cycles before the leak check runs."""
-    yield
-    gc.collect(0)
+pytestmark = pytest.mark.usefixtures("collect_channels")
 
 
 def untyped(value: object) -> Any:

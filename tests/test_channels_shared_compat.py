@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -15,15 +14,9 @@ import pytest
 import parallelkit
 from parallelkit import Array, Condition, Lock, ParallelkitError, RLock, Value
 
-START_METHODS = multiprocessing.get_all_start_methods()
-FORK_WARNING = "ignore:.*fork.*:DeprecationWarning"
+from .helpers import FORK_WARNING, START_METHODS
 
-
-@pytest.fixture(autouse=True)
-def _collect_channels() -> Iterator[None]:
-    """Release channels caught in reference cycles before the leak check runs."""
-    yield
-    gc.collect(0)
+pytestmark = pytest.mark.usefixtures("collect_channels")
 
 
 def untyped(value: object) -> Any:

@@ -9,7 +9,6 @@ import pickle
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -29,15 +28,9 @@ from parallelkit import (
     Value,
 )
 
-START_METHODS = multiprocessing.get_all_start_methods()
-FORK_WARNING = "ignore:.*fork.*:DeprecationWarning"
+from .helpers import FORK_WARNING, START_METHODS
 
-
-@pytest.fixture(autouse=True)
-def _collect_channels() -> Iterator[None]:
-    """Release channels caught in reference cycles before the leak check runs."""
-    yield
-    gc.collect(0)
+pytestmark = pytest.mark.usefixtures("collect_channels")
 
 
 def use_all(

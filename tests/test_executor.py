@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures
 import gc
 import itertools
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from parallelkit import ClosedError, Executor, Pool, RemoteError, RemoteTracebac
 from parallelkit.testing import UnpicklableError, raise_unpicklable, return_unpicklable
 
 from .helpers import (
+    FORK_WARNING,
+    START_METHODS,
     CustomError,
     add,
     fail_on,
@@ -35,9 +36,6 @@ from .helpers import (
     sleep_then,
     square,
 )
-
-START_METHODS = multiprocessing.get_all_start_methods()
-FORK_WARNING = "ignore:.*fork.*:DeprecationWarning"
 
 
 def test_executor_is_a_concurrent_futures_executor() -> None:
