@@ -92,9 +92,7 @@ class SessionCluster:
     def stop(self) -> None:
         """Stop the cluster, wait for it, and remove its folder."""
         stop_cluster(self.proc)
-        for name in os.listdir(self._folder):
-            os.unlink(os.path.join(self._folder, name))
-        os.rmdir(self._folder)
+        shutil.rmtree(self._folder)
 
 
 def start_cluster(workers: int = 2) -> SessionCluster:
