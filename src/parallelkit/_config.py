@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import enum
 import multiprocessing
 import os
+import re
 from collections.abc import Generator, Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple, final
@@ -49,7 +51,15 @@ __all__ = (
 DEFAULT_START_METHOD: Final = "forkserver"
 DEFAULT_BACKEND: Final = "process"
 
-_KEYS: Final = ("backend", "workers", "start_method", "check_pickle", "address", "forward_logging")
+_KEYS: Final = (
+    "backend",
+    "workers",
+    "start_method",
+    "check_pickle",
+    "address",
+    "forward_logging",
+    "shared_threshold",
+)
 _ENV: Final = {
     "backend": "PARALLELKIT_BACKEND",
     "workers": "PARALLELKIT_WORKERS",
@@ -57,7 +67,23 @@ _ENV: Final = {
     "check_pickle": "PARALLELKIT_CHECK_PICKLE",
     "address": "PARALLELKIT_ADDRESS",
     "forward_logging": "PARALLELKIT_FORWARD_LOGGING",
+    "shared_threshold": "PARALLELKIT_SHARED_THRESHOLD",
 }
+#: Buffers of at least this many bytes cross to process workers and process
+#: channels through shared memory (see docs/channels.md; measured in
+#: benchmarks/bench_bulk.py).
+DEFAULT_SHARED_THRESHOLD: Final = 256 * 1024
+_OFF: Final = frozenset({"off", "none", "false", "no", "0"})
+_SIZE: Final = re.compile(r"(\d+)\s*([kmg]i?b?|b)?", re.IGNORECASE)
+_UNITS: Final = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+#: "Not given" for a setting whose value may itself be None (``shared_threshold``).
+UNSET: Final = _Unset.UNSET
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
@@ -81,6 +107,10 @@ class Settings(NamedTuple):
         forward_logging: Hand the log records of process workers to this
             process's logging handlers (see the Logging section of the
             reliability docs).
+        shared_threshold: Buffers (numpy arrays, bytes, bytearrays,
+            memoryviews) of at least this many bytes cross to and from
+            process workers and process channels through shared memory
+            instead of a pipe; None: never.
     """
 
     backend: str
@@ -89,6 +119,7 @@ class Settings(NamedTuple):
     check_pickle: bool
     address: str | None = None
     forward_logging: bool = True
+    shared_threshold: int | None = DEFAULT_SHARED_THRESHOLD
 
 
 def default_workers() -> int:
@@ -161,6 +192,8 @@ def _check(key: str, value: object, source: str, *, text: bool = False) -> objec
             return value
         expected = "1/0, true/false, yes/no or on/off" if text else "True or False"
         raise ConfigError(f"{key} must be {expected}, got {value!r} from {source}")
+    if key == "shared_threshold":
+        return _check_threshold(value, source, text=text)
     if key == "address":
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(
@@ -169,6 +202,26 @@ def _check(key: str, value: object, source: str, *, text: bool = False) -> objec
             )
         return value.strip()
     raise ConfigError(f"unknown setting {key!r} from {source}; expected one of {_choices(_KEYS)}")
+
+
+def _check_threshold(value: object, source: str, *, text: bool) -> int | None:
+    problem = (
+        "shared_threshold must be a size in bytes >= 1 (such as 1048576, or '1MiB' in "
+        "text), or None (in text: 'off') to send every buffer through the pipe"
+    )
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _OFF:
+            return None
+        match = _SIZE.fullmatch(low)
+        if match is None:
+            raise ConfigError(f"{problem}; got {value!r} from {source}")
+        value = int(match.group(1)) * _UNITS[(match.group(2) or "")[:1]]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{problem}; got {value!r} from {source}")
+    return value
 
 
 # -- the context layer --------------------------------------------------------------------
@@ -188,6 +241,7 @@ def config(
     check_pickle: bool | None = None,
     address: str | None = None,
     forward_logging: bool | None = None,
+    shared_threshold: int | _Unset | None = UNSET,
 ) -> Generator[Settings, None, None]:
     """Set defaults for Executors, Pools and channels created inside the block.
 
@@ -203,6 +257,9 @@ def config(
         address: Default dask scheduler address for the dask backend.
         forward_logging: Whether process workers' log records reach this
             process's handlers.
+        shared_threshold: Smallest buffer, in bytes, that crosses between
+            processes through shared memory; None sends every buffer through
+            the pipe. Left as it is when not given.
 
     Yields:
         The settings in force inside the block.
@@ -229,6 +286,10 @@ def config(
     for key, value in given.items():
         if value is not None:
             layer[key] = _check(key, value, f"parallelkit.config({key}=...)")
+    if shared_threshold is not UNSET:
+        layer["shared_threshold"] = _check(
+            "shared_threshold", shared_threshold, "parallelkit.config(shared_threshold=...)"
+        )
     token = _context.set(layer)
     try:
         yield current_settings()
@@ -251,6 +312,8 @@ def _default(key: str) -> object:
         return "spawn"  # pragma: no cover - Windows
     if key == "address":
         return None
+    if key == "shared_threshold":
+        return DEFAULT_SHARED_THRESHOLD
     return key == "forward_logging"  # on by default; check_pickle off
 
 
@@ -347,12 +410,20 @@ def resolve_with_sources(
         "address": address,
         "forward_logging": forward_logging,
     }
-    resolved = {key: _resolve_one(key, args[key], values, path) for key in _KEYS}
-    b, w, s, c, a, f = (resolved[key][0] for key in _KEYS)
+    # shared_threshold is not an argument: it comes from the context, env or file.
+    resolved = {key: _resolve_one(key, args.get(key), values, path) for key in _KEYS}
+    b, w, s, c, a, f, t = (resolved[key][0] for key in _KEYS)
     assert isinstance(b, str) and isinstance(w, int) and isinstance(s, str) and isinstance(c, bool)
     assert (a is None or isinstance(a, str)) and isinstance(f, bool)
+    assert t is None or isinstance(t, int)
     settings = Settings(
-        backend=b, workers=w, start_method=s, check_pickle=c, address=a, forward_logging=f
+        backend=b,
+        workers=w,
+        start_method=s,
+        check_pickle=c,
+        address=a,
+        forward_logging=f,
+        shared_threshold=t,
     )
     return settings, {key: source for key, (_, source) in resolved.items()}
 
