@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -305,23 +305,3 @@ def test_a_program_that_never_shuts_its_executor_down_leaves_no_segment(
     lines = done.stdout.split()
     assert lines[:2] == ["4194304.0", "1048576.0"]
     _eventually_no_segments(lines[2])
-
-
-@pytest.fixture
-def many_segments() -> Iterator[None]:
-    yield
-    gc.collect()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_two_hundred_executors_with_big_payloads_leave_no_segment(many_segments: None) -> None:
-    prefixes: list[str] = []
-    for i in range(200):
-        with Executor("process", 2) as ex:
-            prefixes.append(_prefix(ex))
-            assert ex.submit(len, b"x" * (MB + i)).result(30) == MB + i
-            assert len(ex.submit(bytes, MB).result(30)) == MB
-    gc.collect()
-    left = [name for name in os.listdir("/dev/shm") if name.startswith(tuple(prefixes))]
-    assert not left, left
