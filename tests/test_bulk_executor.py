@@ -305,3 +305,36 @@ def test_a_program_that_never_shuts_its_executor_down_leaves_no_segment(
     lines = done.stdout.split()
     assert lines[:2] == ["4194304.0", "1048576.0"]
     _eventually_no_segments(lines[2])
+
+
+def test_a_killed_program_leaves_no_segment(tmp_path: Any) -> None:
+    program = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        import numpy as np
+        import parallelkit
+
+        def hold(a):
+            time.sleep(60)
+
+        if __name__ == "__main__":
+            ex = parallelkit.Executor("process", 2)
+            frozen = np.ones(1 << 20)
+            frozen.setflags(write=False)
+            ex.submit(sum, frozen).result()
+            ex.submit(hold, np.ones(1 << 20))
+            print(ex._engine.backend._prefix, flush=True)
+            time.sleep(1)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    script = tmp_path / "main.py"
+    script.write_text(program)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == -signal.SIGKILL
+    prefix = done.stdout.split()[0]
+    # The resource tracker removes what the program registered once the last
+    # process of the program has gone.
+    _eventually_no_segments(prefix, seconds=15)
