@@ -45,6 +45,10 @@ Below the threshold nothing changes: the message is the plain pickle, and
 the only cost is one length check.
 """
 
+# memoryview is generic in the type stubs; the views here are of bytes of any format.
+# pyright: reportUnknownMemberType=false, reportUnknownVariableType=false
+# pyright: reportUnknownArgumentType=false
+
 import contextlib
 import ctypes
 import mmap
@@ -281,6 +285,8 @@ class Outbox:
                 _forget(placement.name)
                 with contextlib.suppress(BufferError):
                     placement.mapping.close()
+        if _maps:
+            _sweep()  # this process's idle mappings of what it retired (a receiver here too)
 
 
 # -- the sender's side ----------------------------------------------------------------
@@ -703,7 +709,7 @@ def unlink_prefix(prefix: str) -> int:
             name = "/" + entry
             _mark_retired(name)
             count += _unlink(name)
-    if count and _maps:
+    if _maps:
         _sweep()  # this process's idle mappings of them (and their descriptors) go now
     return count
 
