@@ -1,3 +1,4 @@
+# pyright: reportUnknownMemberType=false, reportUnknownArgumentType=false, reportUnknownVariableType=false
 """Big items of process-backend Queues, JoinableQueues and Pipes go through shared memory.
 
 Buffers of at least ``shared_threshold`` bytes are written into segments named
@@ -226,6 +227,7 @@ def test_2_mb_items_go_to_a_child_and_come_back_whole(start_method: str, kind: s
         for item in items:
             mine.send(item)
         back = [mine.recv() for _ in items]
+        del mine, theirs
     else:
         make = Queue[Any] if kind == "queue" else JoinableQueue[Any]
         there, home = make(), make()
@@ -239,15 +241,12 @@ def test_2_mb_items_go_to_a_child_and_come_back_whole(start_method: str, kind: s
             for _ in back:
                 home.task_done()
             home.join(timeout=5)
+        del there, home
     job.result(timeout=30)
     assert all(same(a, b) for a, b in zip(items, back, strict=True))
     names = {prefix(c) for c in channels}
     assert any(segments(n) for n in names)  # they did go through shared memory
     del channels, back, job
-    if kind == "pipe":
-        del mine, theirs
-    else:
-        del there, home
     gc.collect()
     assert [segments(n) for n in sorted(names)] == [[] for _ in names]
 
