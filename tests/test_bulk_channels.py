@@ -516,3 +516,35 @@ def test_property_items_around_the_threshold_round_trip(
     del got, flat
     q.put(items)  # the whole list as one item, once more
     assert all(_equal(a, b) for a, b in zip(items, q.get(timeout=5), strict=True))
+
+
+def test_recv_bytes_of_a_big_sent_object_is_its_plain_pickle() -> None:
+    import pickle
+
+    left, right = Pipe()
+    big = b"p" * (2 << 20)
+    left.send(big)
+    data = right.recv_bytes()
+    assert data[:1] == b"\x80"  # a pickle, which multiprocessing code may load itself
+    assert pickle.loads(data) == big
+    left.send([big])
+    into = bytearray(3 << 20)
+    n = right.recv_bytes_into(into)
+    assert pickle.loads(into[:n]) == [big]
+    # Each was let go of as it was read: the second reused the first's segment.
+    assert len(segments(prefix(left))) == 1
+    left.close()
+    right.close()
+
+
+def test_raw_bytes_that_look_like_a_shared_memory_message_stay_raw() -> None:
+    left, right = Pipe()
+    raw = b"B" + bytes(range(256)) * 2000  # starts as such a message would
+    left.send_bytes(raw)
+    assert right.recv_bytes() == raw
+    left.send_bytes(raw)
+    into = bytearray(len(raw))
+    assert right.recv_bytes_into(into) == len(raw)
+    assert bytes(into) == raw
+    left.close()
+    right.close()

@@ -122,6 +122,16 @@ class Items:
         """Unpickle a message made by :meth:`dumps` (or a plain pickle)."""
         return _bulk.loads(message)
 
+    @staticmethod
+    def plain(message: bytes | bytearray | memoryview) -> bytes:
+        """The plain pickle of what a message made by :meth:`dumps` holds.
+
+        For ``recv_bytes()`` of an object sent with ``send()``, which
+        ``multiprocessing`` code may unpickle itself: the buffers are read
+        from shared memory (which is let go of) and pickled in band.
+        """
+        return _serialize.dumps(_bulk.loads(message))
+
     def close(self) -> None:
         """Let go of this process's segments (those not yet received stay for their receiver)."""
         outbox = self._outbox

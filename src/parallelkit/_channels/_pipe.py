@@ -79,7 +79,7 @@ from ._sharing import (
     remember,
     reopens,
 )
-from ._stream import CAPACITY, DATA, PIPE_BUF, advance, frame, split_header
+from ._stream import BULK, CAPACITY, DATA, PIPE_BUF, advance, frame, split_header
 from ._types import T, T_co, T_contra
 
 if sys.platform == "win32":  # pragma: no cover - process channels need POSIX FIFOs
@@ -543,16 +543,21 @@ class _ProcessEnd:
         placed: list[Placement] = []
         message = self._big.dumps(obj, placed)
         try:
-            self.send_bytes(message)
+            # Its own kind: recv_bytes() tells it from raw bytes that happen to
+            # look the same, and hands out a plain pickle instead.
+            self._send(BULK if placed else DATA, message)
         except BaseException:
             Items.give_back(placed)  # not sent: its segment is free again
             raise
 
     def send_bytes(self, data: bytes | memoryview) -> None:
+        self._send(DATA, data)
+
+    def _send(self, kind: int, data: bytes | memoryview) -> None:
         fd = self._writer()
         if _keepers:
             _sweep()  # an end closed here while in flight may have landed since
-        parts = frame(DATA, data)
+        parts = frame(kind, data)
         if len(parts) == 1 and len(parts[0]) <= PIPE_BUF:
             try:
                 os.write(fd, parts[0])  # atomic: all, or EAGAIN / EPIPE
@@ -609,8 +614,8 @@ class _ProcessEnd:
                 raise EOFError("the other end closed in the middle of a message")
             got += count
 
-    def _header(self) -> int:
-        """Read up to the next data header; return the payload length."""
+    def _header(self) -> tuple[int, int]:
+        """Read up to the next message's header; return its kind (DATA, BULK) and length."""
         fd = self._reader()
         while True:
             if self._eof:
@@ -629,8 +634,8 @@ class _ProcessEnd:
             if len(head) < 8:
                 head += self._read(fd, 8 - len(head))
             kind, length = split_header(head)
-            if kind == DATA:
-                return length
+            if kind in (DATA, BULK):
+                return kind, length
             self._read(fd, length)  # pragma: no cover - no other kinds are sent
 
     def _payload(self, length: int) -> bytes | bytearray:
@@ -642,17 +647,28 @@ class _ProcessEnd:
         return buf
 
     def recv(self) -> Any:
-        return Items.loads(self._payload(self._header()))
+        kind, length = self._header()
+        data = self._payload(length)
+        return Items.loads(data) if kind == BULK else loads(data)
 
     def recv_bytes(self, maxlength: int | None) -> bytes:
-        length = self._header()
+        kind, length = self._header()
         data = self._payload(length)
+        if kind == BULK:
+            data = Items.plain(data)
+            length = len(data)
         if maxlength is not None and length > maxlength:
             raise OSError("bad message length")
         return bytes(data)
 
     def recv_bytes_into(self, buf: memoryview, offset: int) -> int:
-        length = self._header()
+        kind, length = self._header()
+        if kind == BULK:  # what send() wrote, with big buffers in shared memory
+            data = Items.plain(self._payload(length))
+            if len(data) > len(buf) - offset:
+                raise BufferTooShort(data)
+            buf[offset : offset + len(data)] = data
+            return len(data)
         if length > len(buf) - offset:
             raise BufferTooShort(bytes(self._payload(length)))
         if length:

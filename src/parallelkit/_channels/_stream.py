@@ -38,6 +38,7 @@ else:
     import termios
 
 __all__ = (
+    "BULK",
     "DATA",
     "HEADER",
     "WAKE",
@@ -54,6 +55,9 @@ _LENGTH_MASK: Final = (1 << _KIND_SHIFT) - 1
 DATA: Final = 0
 #: "Look again": wakes a reader blocked on an empty FIFO after a close.
 WAKE: Final = 1
+#: A Pipe's pickled object whose big buffers are in shared memory (see
+#: :mod:`parallelkit._bulk`): never raw bytes of ``send_bytes``.
+BULK: Final = 2
 
 #: Writes up to this size are atomic on a pipe (POSIX guarantees at least 512).
 PIPE_BUF: Final = getattr(select, "PIPE_BUF", 512)
