@@ -293,3 +293,32 @@ def test_any_mix_of_buffers_around_the_threshold_round_trips(
         gc.collect()
         _bulk.unlink_prefix(stem)
     assert _names(stem) == []
+
+
+def test_a_sender_with_too_many_items_unread_falls_back_to_the_pipe(prefix: str) -> None:
+    outbox = _bulk.Outbox(prefix, _bulk.RECYCLE)
+    messages = [send(b"%d" % i * (MB // 2), outbox) for i in range(_bulk.MOST_BUSY + 3)]
+    assert [_bulk.is_bulk(m) for m in messages].count(True) == _bulk.MOST_BUSY
+    assert not _bulk.is_bulk(messages[-1])
+    assert [_bulk.loads(m)[:1] for m in messages[-3:]] == [b"3", b"3", b"3"]
+    assert len(_names(prefix)) == _bulk.MOST_BUSY
+    for message in messages:
+        _bulk.loads(message)  # read: every segment is free again
+    assert _bulk.is_bulk(send(b"x" * MB, outbox))
+    outbox.close()
+
+
+def test_no_room_in_dev_shm_means_the_pipe_not_a_crash(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    for mode in (_bulk.RECYCLE, _bulk.ONCE):
+        message = send(np.ones(MB), _bulk.Outbox(prefix, mode))
+        assert not _bulk.is_bulk(message)
+        assert float(_bulk.loads(message).sum()) == MB
+    cache = _bulk.Cache(_bulk.Outbox(prefix, _bulk.SHARED), THRESHOLD)
+    assert cache.lookup(memoryview(np.ones(MB))) is None
+    assert _names(prefix) == []

@@ -65,6 +65,7 @@ import secrets
 import struct
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
@@ -132,6 +133,10 @@ BUSY: Final = 1
 _GRAIN: Final = 1 << 20
 #: A sender keeps idle RECYCLE segments up to this many bytes; beyond, it unlinks them.
 IDLE_BYTES: Final = 256 << 20
+#: A sender's RECYCLE segments that may wait for their receivers at once: the
+#: FIFO of a channel holds thousands of small messages, so without this bound
+#: a fast producer would fill /dev/shm where the pipe would have made it wait.
+MOST_BUSY: Final = 32
 #: A receiver keeps this many idle mappings of live (not retired) segments.
 IDLE_MAPPINGS: Final = 64
 
@@ -239,6 +244,9 @@ def _create(prefix: str, size: int, mode: int) -> Placement:
     _register(name)
     try:
         os.ftruncate(fd, capacity)
+        # Reserve the pages now: a full /dev/shm is then an OSError here (the
+        # message goes through the pipe instead), not a SIGBUS at the first write.
+        os.posix_fallocate(fd, 0, capacity)
         mapping = mmap.mmap(fd, capacity)
     except BaseException:
         os.close(fd)
@@ -269,8 +277,17 @@ class Outbox:
         """The names of this sender's segments start with ``/`` and this."""
         return f"{self._prefix}{self._pid}-"
 
-    def place(self, size: int) -> Placement:
-        """Return a segment with room for ``size`` bytes after the header, marked BUSY."""
+    def place(self, size: int) -> Placement | None:
+        """Return a segment with room for ``size`` bytes after the header, marked BUSY.
+
+        Returns:
+            The segment; None when :data:`MOST_BUSY` segments of a RECYCLE
+            outbox wait for their receivers (the message then goes through
+            the pipe, whose capacity slows the sender down as it should).
+
+        Raises:
+            OSError: No room in ``/dev/shm``.
+        """
         if os.getpid() != self._pid:  # inherited through fork: start afresh
             self.__init__(self._prefix, self._mode)  # type: ignore[misc]
         need = HEADER_SIZE + size
@@ -281,12 +298,17 @@ class Outbox:
         with self._lock:
             best: Placement | None = None
             idle = 0
+            busy = 0
             for kept in self._kept:
                 if kept.free:
                     idle += kept.capacity
                     if kept.capacity >= need and (best is None or kept.capacity < best.capacity):
                         best = kept
+                else:
+                    busy += 1
             if best is None:
+                if busy >= MOST_BUSY:
+                    return None
                 best = _create(self.prefix, need, RECYCLE)
                 self._kept.append(best)
             best.mapping[_STATE] = BUSY
@@ -440,6 +462,25 @@ _BYTES_DEPTH: Final = 3
 _BYTES_VISITS: Final = 10_000
 
 
+def _big_bytes_on_top(obj: object, threshold: int) -> bool:
+    """Whether ``obj`` is, or directly holds (a short list or tuple), a big bytes-like object.
+
+    Then the pickler that takes bytes out of band is used at once, rather
+    than after a first pickle that copied them in band.
+    """
+    items: tuple[object, ...] | list[object] = (obj,)
+    if type(obj) is tuple or type(obj) is list:
+        held = cast("tuple[object, ...] | list[object]", obj)
+        if len(held) <= 8:
+            items = held
+    for item in items:
+        if isinstance(item, (bytes, bytearray)) and len(item) >= threshold:
+            return True
+        if isinstance(item, memoryview) and item.nbytes >= threshold:
+            return True
+    return False
+
+
 def _holds_big_bytes(obj: object, threshold: int) -> bool:
     """Whether ``obj`` holds a bytes, bytearray or memoryview of ``threshold`` bytes or more.
 
@@ -504,6 +545,8 @@ def dumps(
     data: bytes | None = None
     if by_value:
         data = _pickle_with(obj, out, (_cloud_pickler,))
+    elif _big_bytes_on_top(obj, threshold):
+        data = _pickle_with(obj, out, (_Pickler, _cloud_pickler))  # no copy in band first
     else:
         with contextlib.suppress(Exception):
             data = pickle.dumps(obj, _PROTOCOL, buffer_callback=out.callback)
@@ -512,16 +555,21 @@ def dumps(
             data = _pickle_with(obj, out, (_Pickler, _cloud_pickler))
     if not out.big:
         return data
-    return _seal(out, data, outbox, placed)
+    sealed = _seal(out, data, outbox, placed)
+    return plain(obj) if sealed is None else sealed
 
 
-def _seal(out: _Out, data: bytes, outbox: Outbox, placed: list[Placement] | None) -> bytes:
+def _seal(out: _Out, data: bytes, outbox: Outbox, placed: list[Placement] | None) -> bytes | None:
+    """The message, its buffers written to a segment; None: no segment to be had."""
     refs = out.refs
-    if placed is not None:
-        placed.extend(out.kept)
     if out.views:
         size = sum(_align(v.nbytes) for v in out.views)
-        placement = outbox.place(size)
+        try:
+            placement = outbox.place(size)
+        except OSError:  # /dev/shm is full
+            placement = None
+        if placement is None:
+            return None
         if placed is not None:
             placed.append(placement)
         offset = HEADER_SIZE
@@ -536,6 +584,8 @@ def _seal(out: _Out, data: bytes, outbox: Outbox, placed: list[Placement] | None
         refs = [
             (placement.name, placement.mode, *spans[int(r[1])]) if r[0] == "p" else r for r in refs
         ]
+    if placed is not None:
+        placed.extend(out.kept)
     head = pickle.dumps(refs, _PROTOCOL)
     return b"".join((MAGIC, _LENGTH.pack(len(head)), head, data))
 
@@ -669,13 +719,13 @@ class Cache:
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
-                ref, placement, kept = found
+                ref, cached, kept = found
                 if (
                     kept() is owner
                     and ref[3] == view.nbytes
-                    and (view.readonly or _same(view, placement.mapping))
+                    and (view.readonly or _same(view, cached.mapping))
                 ):
-                    return (ref[0], mode, *ref[2:]), placement
+                    return (ref[0], mode, *ref[2:]), cached
                 self._drop(key)
             try:
                 held = weakref.ref(owner, functools.partial(self._gone, key))
@@ -683,7 +733,11 @@ class Cache:
                 # bytes, bytearray: holding one until eviction could keep gigabytes
                 # alive that the caller let go; it is sent as a message's own.
                 return None
-            placement = self._outbox.place(view.nbytes)
+            try:
+                placement = self._outbox.place(view.nbytes)
+            except OSError:  # /dev/shm is full: sent as a message's own, or in band
+                return None
+            assert placement is not None  # a SHARED outbox always places
             with memoryview(placement.mapping) as target:
                 target[HEADER_SIZE : HEADER_SIZE + view.nbytes] = view.cast("B")
             placement.cached = True
@@ -817,6 +871,20 @@ def sweep() -> None:
                 _let_go(m.mapping)
 
 
+#: How often (seconds) reading a message also sweeps: each idle mapping costs a stat().
+_SWEEP_EVERY: Final = 0.05
+_swept = 0.0
+
+
+def _sweep_now_and_then() -> None:
+    global _swept
+    if _maps:
+        now = time.monotonic()
+        if now - _swept >= _SWEEP_EVERY:
+            _swept = now
+            sweep()
+
+
 def _release(segment: _Mapped) -> None:
     with _maps_lock:
         segment.live -= 1
@@ -922,8 +990,7 @@ def loads(message: bytes | bytearray | memoryview) -> Any:
         return _Unpickler(whole[start + n :], views).load()
     finally:
         del views, once  # what the object does not hold is released now
-        if _maps:
-            sweep()
+        _sweep_now_and_then()
 
 
 # -- cleaning up by name --------------------------------------------------------------
