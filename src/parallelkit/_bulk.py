@@ -47,6 +47,7 @@ the only cost is one length check.
 
 import contextlib
 import ctypes
+import functools
 import mmap
 import os
 import pickle
@@ -56,19 +57,46 @@ import threading
 import weakref
 from collections.abc import Callable
 from multiprocessing import resource_tracker
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from ._channels._sharing import shm_open, shm_unlink
+#: Where POSIX shared memory lives on Linux: segments are opened there as files,
+#: which is what shm_open(3) does.
+_SHM_DIR: Final = "/dev/shm"
+
+
+def shm_open(name: str, flags: int) -> int:
+    """``shm_open(3)`` of ``name`` ("/pk…"), as a file of :data:`_SHM_DIR`."""
+    if not os.path.isdir(_SHM_DIR):  # pragma: no cover - not Linux
+        from ._channels._sharing import shm_open as posix_shm_open
+
+        return posix_shm_open(name, flags)
+    return os.open(_SHM_DIR + name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+def shm_unlink(name: str) -> None:
+    """``shm_unlink(3)``."""
+    if not os.path.isdir(_SHM_DIR):  # pragma: no cover - not Linux
+        from ._channels._sharing import shm_unlink as posix_shm_unlink
+
+        posix_shm_unlink(name)
+        return
+    os.unlink(_SHM_DIR + name)
+
 
 __all__ = (
+    "CACHE_BYTES",
     "ONCE",
     "RECYCLE",
     "SHARED",
+    "Cache",
     "Outbox",
+    "Parcel",
     "Placement",
     "dumps",
     "is_bulk",
     "loads",
+    "message_of",
+    "parcel",
     "segment_names",
     "unlink_names",
     "unlink_prefix",
@@ -96,7 +124,6 @@ _GRAIN: Final = 1 << 20
 IDLE_BYTES: Final = 256 << 20
 #: A receiver keeps this many idle mappings of live (not retired) segments.
 IDLE_MAPPINGS: Final = 64
-_SHM_DIR: Final = "/dev/shm"
 
 _PROTOCOL: Final = 5
 
@@ -302,23 +329,25 @@ class _Pickler(pickle.Pickler):
         super().__init__(file, _PROTOCOL, buffer_callback=out.callback)
         self._out = out
 
-    def persistent_id(self, obj: Any) -> Any:
+    def persistent_id(self, obj: object) -> object:
         out = self._out
-        kind = type(obj)
-        if kind is bytes or kind is bytearray:
+        if type(obj) is bytes or type(obj) is bytearray:
+            assert isinstance(obj, (bytes, bytearray))
             if len(obj) < out.threshold:
                 return None
             out.big = True
             out.take(memoryview(obj))
-            return ("y" if kind is bytes else "a", len(out.refs) - 1)
-        if kind is memoryview:
+            return ("y" if type(obj) is bytes else "a", len(out.refs) - 1)
+        if type(obj) is memoryview:
+            assert isinstance(obj, memoryview)
             if obj.nbytes < out.threshold:
                 return None
-            if not obj.c_contiguous:
-                obj = memoryview(obj.tobytes()).cast(obj.format, obj.shape)
+            view = cast("Any", obj)  # typeshed's cast() takes literal formats only
+            if not view.c_contiguous:
+                view = cast("Any", memoryview(view.tobytes())).cast(view.format, view.shape or ())
             out.big = True
-            out.take(obj.cast("B"))
-            return ("m", len(out.refs) - 1, obj.format, obj.shape, obj.readonly)
+            out.take(view.cast("B"))
+            return ("m", len(out.refs) - 1, view.format, view.shape, view.readonly)
         return None
 
 
@@ -327,9 +356,9 @@ def _cloud_pickler(file: Any, out: _Out) -> pickle.Pickler:
 
     base: Any = cloudpickle.Pickler
 
-    class CloudPickler(base):  # type: ignore[misc,valid-type]
+    class CloudPickler(base):  # type: ignore[misc]
         def persistent_id(self, obj: Any) -> Any:
-            return _Pickler.persistent_id(self, obj)  # type: ignore[arg-type]
+            return _Pickler.persistent_id(self, obj)
 
     pickler: Any = CloudPickler(file, _PROTOCOL, buffer_callback=out.callback)
     pickler._out = out
@@ -337,10 +366,12 @@ def _cloud_pickler(file: Any, out: _Out) -> pickle.Pickler:
     return result
 
 
-def _pickle_with(obj: object, out: _Out) -> bytes:
+def _pickle_with(
+    obj: object, out: _Out, makers: tuple[Callable[[Any, _Out], pickle.Pickler], ...]
+) -> bytes:
     import io
 
-    for make in (_Pickler, _cloud_pickler):
+    for make in makers:
         out.refs.clear()
         out.views.clear()
         out.big = False
@@ -348,7 +379,7 @@ def _pickle_with(obj: object, out: _Out) -> bytes:
         try:
             make(file, out).dump(obj)
         except Exception:
-            if make is _cloud_pickler:
+            if make is makers[-1]:
                 raise
             continue
         return file.getvalue()
@@ -377,17 +408,16 @@ def _holds_big_bytes(obj: object, threshold: int) -> bool:
             visits += 1
             if visits > _BYTES_VISITS:
                 return False
-            kind = type(item)
-            if kind is bytes or kind is bytearray:
-                if len(item) >= threshold:  # type: ignore[arg-type]
+            if isinstance(item, (bytes, bytearray)):
+                if len(item) >= threshold:
                     return True
-            elif kind is memoryview:
-                if item.nbytes >= threshold:  # type: ignore[attr-defined]
+            elif isinstance(item, memoryview):
+                if item.nbytes >= threshold:
                     return True
-            elif kind is list or kind is tuple:
-                deeper.extend(item)  # type: ignore[call-overload]
-            elif kind is dict:
-                deeper.extend(item.values())  # type: ignore[attr-defined]
+            elif isinstance(item, (list, tuple)):
+                deeper.extend(cast("list[object] | tuple[object, ...]", item))
+            elif isinstance(item, dict):
+                deeper.extend(cast("dict[object, object]", item).values())
         level = deeper
     return False
 
@@ -400,6 +430,7 @@ def dumps(
     plain: Callable[[object], bytes],
     cache: Callable[[memoryview], tuple[Any, ...] | None] | None = None,
     placed: list[Placement] | None = None,
+    by_value: bool = False,
 ) -> bytes:
     """Pickle ``obj``, placing its buffers of ``threshold`` bytes or more in shared memory.
 
@@ -411,6 +442,9 @@ def dumps(
         cache: Looks a buffer up in a cache of segments placed earlier
             (:data:`SHARED`); returns its reference, or None.
         placed: Receives the segment this message placed, if any.
+        by_value: Pickle with cloudpickle from the start (a function that
+            must travel by value, as :func:`~parallelkit._serialize.dumps_function`
+            decides).
 
     Returns:
         The message for :func:`loads`.
@@ -418,13 +452,15 @@ def dumps(
     if threshold is None or outbox is None:
         return plain(obj)
     out = _Out(threshold, cache)
-    try:
-        data = pickle.dumps(obj, _PROTOCOL, buffer_callback=out.callback)
-    except Exception:
-        data = None
-    if data is None or (len(data) >= threshold and _holds_big_bytes(obj, threshold)):
-        # Something pickle cannot take (cloudpickle will), or big bytes in band.
-        data = _pickle_with(obj, out)
+    data: bytes | None = None
+    if by_value:
+        data = _pickle_with(obj, out, (_cloud_pickler,))
+    else:
+        with contextlib.suppress(Exception):
+            data = pickle.dumps(obj, _PROTOCOL, buffer_callback=out.callback)
+        if data is None or (len(data) >= threshold and _holds_big_bytes(obj, threshold)):
+            # Something pickle cannot take (cloudpickle will), or big bytes in band.
+            data = _pickle_with(obj, out, (_Pickler, _cloud_pickler))
     if not out.big:
         return data
     return _seal(out, data, outbox, placed)
@@ -446,7 +482,9 @@ def _seal(out: _Out, data: bytes, outbox: Outbox, placed: list[Placement] | None
             spans.append((offset, n))
             offset += _align(n)
         target.release()
-        refs = [(placement.name, placement.mode, *spans[r[1]]) if r[0] == "p" else r for r in refs]
+        refs = [
+            (placement.name, placement.mode, *spans[int(r[1])]) if r[0] == "p" else r for r in refs
+        ]
     head = pickle.dumps(refs, _PROTOCOL)
     return b"".join((MAGIC, _LENGTH.pack(len(head)), head, data))
 
@@ -463,6 +501,118 @@ def segment_names(message: bytes | bytearray | memoryview) -> list[str]:
     (n,) = _LENGTH.unpack_from(message, 1)
     refs: list[tuple[Any, ...]] = pickle.loads(message[1 + _LENGTH.size : 1 + _LENGTH.size + n])
     return sorted({r[0] for r in refs})
+
+
+class Parcel:
+    """A message whose segments its sender unlinks once the message is spent.
+
+    The sender keeps the parcel as long as the message may still be read (a
+    chunk's items until the chunk ends, a function's blob until the last
+    chunk that uses it is gone); when it is garbage-collected, the names of
+    its segments are unlinked. Receivers that mapped them keep their mapping.
+
+    Attributes:
+        data: The message.
+    """
+
+    __slots__ = ("__weakref__", "data")
+
+    def __init__(self, data: bytes, placed: list[Placement]) -> None:
+        self.data = data
+        names = [p.name for p in placed]
+        for placement in placed:
+            with contextlib.suppress(BufferError):
+                placement.mapping.close()
+        weakref.finalize(self, unlink_names, names).atexit = False
+
+
+def parcel(data: bytes, placed: list[Placement]) -> "bytes | Parcel":
+    """``data`` itself when it placed nothing, else a :class:`Parcel` owning what it placed."""
+    return Parcel(data, placed) if placed else data
+
+
+def message_of(sent: object) -> bytes:
+    """The bytes of what :func:`parcel` returned."""
+    if isinstance(sent, Parcel):
+        return sent.data
+    assert isinstance(sent, bytes)
+    return sent
+
+
+class Cache:
+    """Read-only buffers placed once per executor, found again by the object that exports them.
+
+    A read-only buffer (a numpy array made read-only, ``bytes``) cannot change
+    while it is alive, so a second task that carries the same object refers
+    to the segment placed for the first: a 100 MB argument shared by a
+    thousand tasks is copied once. An entry goes when its object is
+    garbage-collected (objects that take weak references), when the cache
+    holds more than :data:`CACHE_BYTES` (oldest first; ``bytes`` objects are
+    held until then), or at :meth:`close`.
+
+    Args:
+        outbox: Where entries are placed (a :data:`SHARED` outbox).
+        threshold: Smallest buffer worth caching.
+    """
+
+    def __init__(self, outbox: Outbox, threshold: int) -> None:
+        self._outbox = outbox
+        self._threshold = threshold
+        self._lock = threading.Lock()
+        #: id(object) -> (reference, placement, the object or a weak reference to it)
+        self._entries: dict[int, tuple[tuple[Any, ...], Placement, object]] = {}
+        self._bytes = 0
+        self._closed = False
+
+    def lookup(self, view: memoryview) -> tuple[Any, ...] | None:
+        """The reference of ``view``'s segment, placing it on first sight; None: not cacheable."""
+        owner: object = view.obj
+        if not view.readonly or self._closed:
+            return None
+        key = id(owner)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                ref, _, kept = found
+                alive: object = kept() if isinstance(kept, weakref.ref) else kept  # pyright: ignore[reportUnknownVariableType]
+                if alive is owner and ref[3] == view.nbytes:
+                    return ref
+                self._drop(key)
+            placement = self._outbox.place(view.nbytes)
+            with memoryview(placement.mapping) as target:
+                target[HEADER_SIZE : HEADER_SIZE + view.nbytes] = view.cast("B")
+            ref = (placement.name, SHARED, HEADER_SIZE, view.nbytes)
+            held: object
+            try:
+                held = weakref.ref(owner, functools.partial(self._gone, key))
+            except TypeError:  # bytes: held until evicted
+                held = owner
+            self._entries[key] = (ref, placement, held)
+            self._bytes += placement.capacity
+            while self._bytes > CACHE_BYTES and len(self._entries) > 1:
+                self._drop(next(iter(self._entries)))
+            return ref
+
+    def _gone(self, key: int, _: object) -> None:
+        with self._lock:
+            self._drop(key)
+
+    def _drop(self, key: int) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[1].capacity
+            entry[1].retire()
+
+    def close(self) -> None:
+        """Unlink every entry (receivers keep what they mapped)."""
+        with self._lock:
+            self._closed = True
+            for key in list(self._entries):
+                self._drop(key)
+
+
+#: Most bytes a :class:`Cache` keeps placed.
+CACHE_BYTES: Final = 4 << 30
 
 
 # -- the receiver's side --------------------------------------------------------------
@@ -515,8 +665,6 @@ def _open(name: str, mode: int) -> _Mapped:
 
 def _mapped(name: str, mode: int) -> _Mapped:
     global _maps_pid
-    if mode == ONCE:
-        return _open(name, mode)
     with _maps_lock:
         if _maps_pid != os.getpid():  # forked: the parent's mappings are not ours to count
             _maps.clear()
@@ -557,7 +705,7 @@ def _release(segment: _Mapped) -> None:
         if segment.live == 0:
             if segment.mode == RECYCLE:
                 segment.mapping[_STATE] = FREE
-            if segment.mode == ONCE or segment.retired:
+            if segment.retired:
                 if _maps.get(segment.name) is segment:
                     del _maps[segment.name]
                 _closing.append(segment.mapping)
@@ -586,15 +734,17 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data), buffers=views)
         self._views = views
 
-    def persistent_load(self, pid: Any) -> Any:
-        kind = pid[0]
-        view = self._views[pid[1]]
+    def persistent_load(self, pid: tuple[Any, ...]) -> object:
+        kind: str = pid[0]
+        view = cast("Any", self._views[pid[1]])  # typeshed's cast() takes literal formats only
         if kind == "y":
             return bytes(view)
         if kind == "a":
             return bytearray(view)
         if kind == "m":
-            return view.cast(pid[2], pid[3]) if pid[3] else view.cast(pid[2])
+            fmt: str = pid[2]
+            shape: tuple[int, ...] | None = pid[3]
+            return view.cast(fmt, shape) if shape else view.cast(fmt)
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")  # pragma: no cover
 
 
@@ -619,12 +769,22 @@ def loads(message: bytes | bytearray | memoryview) -> Any:
     start = 1 + _LENGTH.size
     refs: list[tuple[str, int, int, int]] = pickle.loads(whole[start : start + n])
     views: list[memoryview] = []
+    once: dict[str, memoryview] = {}
     try:
         for name, mode, offset, size in refs:
-            views.append(_view(_mapped(name, mode), offset, size))
+            if mode == ONCE:
+                # A mapping of this message's own: nothing here keeps it, so it is
+                # unmapped as soon as the last view made from it is collected.
+                segment = once.get(name)
+                if segment is None:
+                    segment = once[name] = memoryview(_open(name, mode).mapping)
+                views.append(segment[offset : offset + size])
+            else:
+                views.append(_view(_mapped(name, mode), offset, size))
+        once.clear()
         return _Unpickler(whole[start + n :], views).load()
     finally:
-        del views  # what the object does not hold is released now
+        del views, once  # what the object does not hold is released now
         if _maps or _closing:
             _sweep()
 

@@ -55,8 +55,8 @@ def gather() -> dict[str, Any]:
 
     Examples:
         >>> from parallelkit._info import gather
-        >>> sorted(gather()["settings"])
-        ['address', 'backend', 'check_pickle', 'forward_logging', 'start_method', 'workers']
+        >>> print(*sorted(gather()["settings"]))
+        address backend check_pickle forward_logging shared_threshold start_method workers
     """
     from . import __version__
 

@@ -40,6 +40,7 @@ from typing import Any, Final, Generic, TypeVar, cast, final
 __all__ = (
     "ChildParcel",
     "ErrorEnvelope",
+    "by_value",
     "dumps",
     "dumps_for_child",
     "dumps_function",
@@ -100,12 +101,27 @@ def dumps_function(fn: object) -> bytes:
         pickle.PicklingError: The callable (or what it closes over) cannot be pickled.
         TypeError: As :func:`dumps`.
     """
-    if getattr(fn, "__module__", None) != "__main__" or _main_can_import(fn):
+    if not by_value(fn):
         try:
             return pickle.dumps(fn, PROTOCOL)
         except Exception:  # lambdas, closures: by value below
             pass
     return _cloudpickle_dumps(fn, PROTOCOL)
+
+
+def by_value(fn: object) -> bool:
+    """Whether ``fn`` must travel by value even where pickle could name it.
+
+    A function of an interactive ``__main__`` (a notebook, ``python -c``): a
+    worker would not find it by name.
+
+    Args:
+        fn: The callable.
+
+    Returns:
+        True when only cloudpickle sends it correctly.
+    """
+    return getattr(fn, "__module__", None) == "__main__" and not _main_can_import(fn)
 
 
 def dumps_for_child(obj: object) -> bytes:

@@ -47,6 +47,7 @@ from itertools import starmap
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
+from . import _bulk
 from ._backends import _modes
 from ._lifeline import Lifeline
 from ._serialize import (
@@ -54,7 +55,6 @@ from ._serialize import (
     dumps,
     envelope_from_exception,
     exception_from_envelope,
-    loads,
 )
 
 __all__ = (
@@ -109,6 +109,10 @@ _ACK_MESSAGE_SIZE: Final = _ACK_WIRE.size - FRAME_LENGTH.size
 #: :mod:`._signals`, which the workers do not import).
 _signal: Any = importlib.import_module("_signal")
 _fn_cache: dict[bytes, Callable[..., Any]] = {}
+#: Where this process worker places the big buffers of its results, with the
+#: threshold (see :mod:`._bulk`); None in threads and on dask.
+_results_outbox: "_bulk.Outbox | None" = None
+_threshold: "int | None" = None
 _FN_CACHE_SIZE: Final = 32
 
 
@@ -207,6 +211,7 @@ def init_process_worker(
     initializer: bytes | None,
     initargs: bytes | None,
     log_levels: dict[str, int] | None = None,
+    bulk: tuple[int | None, str] | None = None,
 ) -> None:
     """Initializer of every process worker (runs before its first task).
 
@@ -219,12 +224,17 @@ def init_process_worker(
         initargs: Its arguments, serialized, or None.
         log_levels: The parent's logger levels when log records go to the
             parent (see :mod:`parallelkit._logs`), else None.
+        bulk: The ``shared_threshold`` and the name prefix of this
+            executor's shared-memory segments (see :mod:`parallelkit._bulk`).
     """
-    global _ack, _ack_fd, _out_lock, _out_holder
+    global _ack, _ack_fd, _out_lock, _out_holder, _results_outbox, _threshold
     _ack = ack
     _ack_fd = ack.fileno()
     _out_lock = _thread.allocate_lock()  # not one a thread of the parent held at a fork
     _out_holder = 0
+    if bulk is not None and bulk[0] is not None:
+        _threshold = bulk[0]
+        _results_outbox = _bulk.Outbox(bulk[1], _bulk.ONCE)
     if log_levels is not None:
         from . import _logs
 
@@ -237,8 +247,8 @@ def init_process_worker(
         _thread.start_new_thread(_watch_parent, (owner,))
     try:
         if initializer is not None:
-            fn = loads(initializer)
-            args = loads(initargs) if initargs is not None else ()
+            fn = _bulk.loads(initializer)
+            args = _bulk.loads(initargs) if initargs is not None else ()
             fn(*args)
     except BaseException as exc:  # reported, then this worker ends
         envelope = envelope_from_exception(exc, limit=_ACK_TEXT_LIMIT)
@@ -259,6 +269,7 @@ def worker_main(
     initargs: bytes | None,
     max_tasks: int | None,
     log_levels: dict[str, int] | None = None,
+    bulk: tuple[int | None, str] | None = None,
 ) -> None:
     """The life of a process worker: start up, then take chunks until told to end.
 
@@ -274,11 +285,13 @@ def worker_main(
             worker in its place), or None.
         log_levels: The parent's logger levels when log records go to the
             parent, else None.
+        bulk: The shared-memory threshold and segment prefix (see
+            :func:`init_process_worker`).
 
     A None task is the word to end; so is the end of the task pipe (its
     writer is gone).
     """
-    init_process_worker(outbox, owner, lifeline, initializer, initargs, log_levels)
+    init_process_worker(outbox, owner, lifeline, initializer, initargs, log_levels, bulk)
     get = channel.get
     send = outbox.send_bytes
     left = -1 if max_tasks is None else max_tasks
@@ -351,7 +364,7 @@ def _with_outbox(write: Callable[..., object], *args: Any) -> bool:
 def _load_fn(blob: bytes) -> Callable[..., Any]:
     fn = _fn_cache.get(blob)
     if fn is None:
-        fn = loads(blob)
+        fn = _bulk.loads(blob)
         if len(_fn_cache) >= _FN_CACHE_SIZE:
             _fn_cache.clear()
         _fn_cache[blob] = fn
@@ -371,7 +384,7 @@ def pack_outcome(values: list[Any], errors: dict[int, BaseException], elapsed: f
     """
     envelopes: dict[int, ErrorEnvelope] = {i: envelope_from_exception(e) for i, e in errors.items()}
     try:
-        return dumps((values, envelopes, elapsed))
+        return _bulk.dumps((values, envelopes, elapsed), _threshold, _results_outbox, plain=dumps)
     except BaseException:
         pass
     for i, value in enumerate(values):
@@ -386,7 +399,7 @@ def pack_outcome(values: list[Any], errors: dict[int, BaseException], elapsed: f
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             envelopes[i] = (None, "parallelkit.UnpicklableResult", problem, text)
             values[i] = None
-    return dumps((values, envelopes, elapsed))
+    return _bulk.dumps((values, envelopes, elapsed), _threshold, _results_outbox, plain=dumps)
 
 
 def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> bytes:
@@ -408,7 +421,7 @@ def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> byt
     started = time.perf_counter()
     try:
         fn = _load_fn(fn_blob)
-        items: list[Any] = loads(items_blob)
+        items: list[Any] = _bulk.loads(items_blob)
     except BaseException as exc:
         envelope = envelope_from_exception(exc)
         count = _count_items(items_blob)
@@ -419,7 +432,7 @@ def run_blob(chunk_id: int, fn_blob: bytes, items_blob: bytes, mode: int) -> byt
 
 def _count_items(items_blob: bytes) -> int:
     try:
-        return len(loads(items_blob))
+        return len(_bulk.loads(items_blob))
     except BaseException:
         return 1
 
@@ -437,7 +450,7 @@ def unpack_outcome(
         ``(values, errors, elapsed)`` with errors rebuilt as exceptions.
     """
     try:
-        values, envelopes, elapsed = loads(blob)
+        values, envelopes, elapsed = _bulk.loads(blob)
     except BaseException as exc:
         envelope = envelope_from_exception(exc)
         failure = exception_from_envelope((None, envelope[1], envelope[2], envelope[3]))

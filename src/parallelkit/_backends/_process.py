@@ -60,13 +60,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Final, final
 
-from .. import _logs, _worker
+from .. import _bulk, _logs, _worker
+from .._channels._sharing import new_token
 from .._errors import WorkerCrashedError, describe_exit
 from .._lifeline import Lifeline
-from .._serialize import dumps, dumps_function, exception_from_envelope, loads
+from .._serialize import by_value, dumps, dumps_function, exception_from_envelope, loads
 from . import _mp_private
 from ._base import BackendOptions, Chunk, Hooks
 from ._pipes import Inbox, TaskChannel
@@ -148,13 +150,29 @@ class Backend:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        # Big buffers (see .._bulk): the tasks' own segments are unlinked when
+        # their chunk is spent; what every worker reads (a function's blob, the
+        # initializer's arguments, read-only arguments cached by identity) is
+        # mapped read-only. Every name starts with the prefix, followed by the
+        # pid of the process that made it: what a dead worker left is found by name.
+        self._threshold = settings.shared_threshold
+        self._prefix = new_token() + "x"
+        self._task_outbox = _bulk.Outbox(self._prefix, _bulk.ONCE)
+        self._shared_outbox = _bulk.Outbox(self._prefix, _bulk.SHARED)
+        self._cache = _bulk.Cache(self._shared_outbox, self._threshold) if self._threshold else None
+        self._init_parcels: list[object] = []  # live as long as this backend
+        if self._threshold is not None:
+            # Started here, before any worker: the workers share it, so a segment one
+            # process made and another unlinked is accounted for in one place.
+            resource_tracker.ensure_running()
         self._worker_args = (
             os.getpid(),
             self._lifeline,
-            dumps_function(options.initializer) if options.initializer else None,
-            dumps(tuple(options.initargs)) if options.initializer else None,
+            self._shared_blob(options.initializer, function=True) if options.initializer else None,
+            self._shared_blob(tuple(options.initargs)) if options.initializer else None,
             options.max_tasks_per_worker,
             _logs.level_snapshot() if settings.forward_logging else None,
+            (self._threshold, self._prefix),
         )
         self._logs = _logs.LogListener(self._wake)
         self._paused: set[int] = set()  # inbox fds not read while the log listener catches up
@@ -198,14 +216,48 @@ class Backend:
     # -- the protocol -------------------------------------------------------------------
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
-        return dumps_function(fn)
+        placed: list[_bulk.Placement] = []
+        blob = _bulk.dumps(
+            fn,
+            self._threshold,
+            self._shared_outbox,
+            plain=dumps_function,
+            cache=self._cache.lookup if self._cache else None,
+            placed=placed,
+            by_value=by_value(fn),
+        )
+        return _bulk.parcel(blob, placed)
 
     def pack_items(self, items: list[Any]) -> object:
-        return dumps(items)
+        placed: list[_bulk.Placement] = []
+        blob = _bulk.dumps(
+            items,
+            self._threshold,
+            self._task_outbox,
+            plain=dumps,
+            cache=self._cache.lookup if self._cache else None,
+            placed=placed,
+        )
+        return _bulk.parcel(blob, placed)
+
+    def _shared_blob(self, obj: object, *, function: bool = False) -> bytes:
+        """``obj`` serialized for every worker, its big buffers placed for this backend's life."""
+        placed: list[_bulk.Placement] = []
+        blob = _bulk.dumps(
+            obj,
+            self._threshold,
+            self._shared_outbox,
+            plain=dumps_function if function else dumps,
+            placed=placed,
+            by_value=function and by_value(obj),
+        )
+        self._init_parcels.append(_bulk.parcel(blob, placed))
+        return blob
 
     def send(self, chunk: Chunk) -> None:
-        assert isinstance(chunk.fn, bytes) and isinstance(chunk.payload, bytes)
-        frame = self._channel.frame((chunk.id, chunk.fn, chunk.payload, chunk.mode))
+        frame = self._channel.frame(
+            (chunk.id, _bulk.message_of(chunk.fn), _bulk.message_of(chunk.payload), chunk.mode)
+        )
         with self._lock:
             if self._closing or self._stopping:
                 raise RuntimeError("the process pool was closed")
@@ -544,6 +596,9 @@ class Backend:
             self._killed.discard(pid)
         self._unwatch(worker.inbox.fd)
         worker.inbox.close()
+        # Every message it wrote has been read: any segment of its that is
+        # still named was never sent (it died writing a result).
+        _bulk.unlink_prefix(f"{self._prefix}{pid}-")
         # Ended: join() returns at once, and lets multiprocessing forget the
         # process (not close(): a caller may hold it; its descriptors close as
         # it is freed).
@@ -670,6 +725,12 @@ class Backend:
             self._wake_w = -1
             self._wake_r = -1
         self._lifeline.close()  # the workers have ended; any left would be killed
+        # The segments of chunks that never ran, cached arguments, the
+        # initializer's: results already received keep their mappings.
+        if self._cache is not None:
+            self._cache.close()
+        self._init_parcels.clear()
+        _bulk.unlink_prefix(self._prefix)
 
 
 #: Process backends not yet terminated.
