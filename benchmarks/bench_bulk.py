@@ -95,7 +95,7 @@ class Sizes:
     sweep_bytes: int  # bytes per run of a sweep size
 
 
-FULL = Sizes(200, 8, 100 * MB, 8, 8 * MB, 100 * MB, 1000, 64 * MIB)
+FULL = Sizes(400, 8, 100 * MB, 8, 8 * MB, 100 * MB, 1000, 256 * MIB)
 QUICK = Sizes(40, 3, 100 * MB, 8, 8 * MB, 100 * MB, 1000, 16 * MIB)
 SWEEP = (16 * KIB, 64 * KIB, 256 * KIB, 1 * MIB, 4 * MIB)
 
@@ -172,16 +172,25 @@ def shm_entries() -> set[str]:
 
 
 class ShmWatch:
-    """Shared-memory segments of this program that appear after ``start``."""
+    """Shared-memory segments of this program that appear after ``start``.
 
-    def __init__(self) -> None:
+    Only the untimed warm-up run of a contender watches (``active``): in a
+    timed run every method here does nothing, so that the sampling costs no
+    contender anything.
+    """
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
         self.before: set[str] = set()
         self.seen: set[str] = set()
 
     def start(self) -> None:
-        self.before = shm_entries()
+        if self.active:
+            self.before = shm_entries()
 
     def sample(self) -> None:
+        if not self.active:
+            return
         for name in shm_entries() - self.before - self.seen:
             found = SEGMENT.search(name)
             if found is not None and in_family(int(found.group(1))):
@@ -190,6 +199,9 @@ class ShmWatch:
     @contextlib.contextmanager
     def sampling(self, interval: float = 0.002) -> Iterator[None]:
         """Sample every ``interval`` seconds in a thread while the block runs."""
+        if not self.active:
+            yield
+            return
         done = threading.Event()
 
         def loop() -> None:
@@ -215,7 +227,7 @@ class Contender:
     run: Callable[[ShmWatch], float]  # one timed run; returns seconds
     missing: str | None = None
     times: list[float] = field(default_factory=lambda: [])
-    shm: bool = False  # created segments in /dev/shm in some run
+    shm: bool = False  # created segments in /dev/shm in its warm-up run
 
     @property
     def median(self) -> float:
@@ -230,21 +242,20 @@ def rounds(contenders: list[Contender], repeat: int) -> None:
     """One untimed run each, then ``repeat`` rounds in a rotating order."""
     live = [c for c in contenders if c.missing is None]
 
-    def once(c: Contender) -> float:
+    def once(c: Contender, watch: ShmWatch) -> float:
         gc.collect()
-        watch = ShmWatch()
         took = c.run(watch)
         c.shm |= bool(watch.seen)
         return took
 
     for c in live:
         progress(f"  warm-up  {c.label}")
-        once(c)
+        once(c, ShmWatch(active=True))
     for r in range(repeat):
         progress(f"  round {r + 1}/{repeat}")
         shift = r % len(live)
         for c in live[shift:] + live[:shift]:
-            c.times.append(once(c))
+            c.times.append(once(c, ShmWatch(active=False)))
 
 
 def progress(text: str) -> None:
@@ -519,49 +530,59 @@ def executor_sum(run: Run) -> list[Line]:
     ctx = run.context
     rng = np.random.default_rng(0)
     arrays = [rng.random(run.sizes.chunk_bytes // 8) for _ in range(run.sizes.chunks)]
+    frozen = [a.copy() for a in arrays]
+    for a in frozen:
+        a.setflags(write=False)
     check = SumsCheck(arrays)
     ex = pk_executor(run, DEFAULT_THRESHOLD)
     ex_today = pk_executor(run, None)
     pool = ctx.Pool(WORKERS)
     run.stack.callback(pool.join)
     run.stack.callback(pool.close)
-    contenders = [
-        Contender(
-            "Executor.map, default threshold",
-            timed_call(lambda: list(ex.map(np.sum, arrays)), check),
-        ),
-        Contender(
-            "Executor.map, shared_threshold=None",
-            timed_call(lambda: list(ex_today.map(np.sum, arrays)), check),
-        ),
-        Contender(
-            "multiprocessing.Pool(2).map", timed_call(lambda: pool.map(np.sum, arrays), check)
-        ),
-    ]
+    default = Contender(
+        "Executor.map, default threshold",
+        timed_call(lambda: list(ex.map(np.sum, arrays)), check),
+    )
+    today = Contender(
+        "Executor.map, shared_threshold=None",
+        timed_call(lambda: list(ex_today.map(np.sum, arrays)), check),
+    )
+    cached = Contender(
+        "Executor.map, default threshold, read-only arrays",
+        timed_call(lambda: list(ex.map(np.sum, frozen)), check),
+    )
+    mp = Contender(
+        "multiprocessing.Pool(2).map", timed_call(lambda: pool.map(np.sum, arrays), check)
+    )
     joblib = import_optional("joblib")
     if joblib is None:
-        contenders.append(
-            Contender("joblib.Parallel(n_jobs=2)", lambda w: 0.0, missing="not installed")
-        )
+        jl = Contender("joblib.Parallel(n_jobs=2)", lambda w: 0.0, missing="not installed")
+        fresh = Contender("joblib, a new Parallel per call", lambda w: 0.0, missing="not installed")
     else:
-        parallel = run.stack.enter_context(joblib.Parallel(n_jobs=WORKERS))
         run.stack.callback(shutdown_loky)
-        contenders.append(
-            Contender(
-                "joblib.Parallel(n_jobs=2), loky",
-                timed_call(lambda: parallel(joblib.delayed(np.sum)(a) for a in arrays), check),
-            )
+        parallel = run.stack.enter_context(joblib.Parallel(n_jobs=WORKERS))
+        jl = Contender(
+            "joblib.Parallel(n_jobs=2), loky, one Parallel for every call",
+            timed_call(lambda: parallel(joblib.delayed(np.sum)(a) for a in arrays), check),
+        )
+        fresh = Contender(
+            "joblib.Parallel(n_jobs=2), loky, a new Parallel per call",
+            timed_call(
+                lambda: joblib.Parallel(n_jobs=WORKERS)(joblib.delayed(np.sum)(a) for a in arrays),
+                check,
+            ),
         )
     for executor in (ex, ex_today):  # their workers are up before the first run
         list(executor.map(abs, [1]))
-    rounds(contenders, run.repeat)
-    default, today, mp, jl = contenders
-    name = f"Executor.map(np.sum, {len(arrays)} x {run.sizes.chunk_bytes // MB} MB)"
+    rounds([default, today, cached, mp, jl, fresh], run.repeat)
+    name = f"Executor.map(np.sum, {len(arrays)} x {run.sizes.chunk_bytes // MB} MB), 2 workers"
     amount = sum(a.nbytes for a in arrays)
     return [
         Line(name, default, mp, amount, 1.5),
         Line(name, default, jl, amount, 1.0),
         Line(name, default, today, amount, None),
+        Line(name, default, fresh, amount, None),
+        Line(name, cached, jl, amount, None),
         Line(name, today, mp, amount, None),
     ]
 
@@ -569,6 +590,11 @@ def executor_sum(run: Run) -> list[Line]:
 def shutdown_loky() -> None:
     loky = importlib.import_module("joblib.externals.loky")
     loky.get_reusable_executor(max_workers=WORKERS).shutdown(wait=True)
+
+
+#: The closure rows' rounds, in multiples of --repeat: a map of 1,000 tiny tasks
+#: takes a millisecond or two, and one pause of the machine moves it by half.
+CLOSURE_ROUNDS = 3
 
 
 def executor_closure(run: Run) -> list[Line]:
@@ -598,7 +624,7 @@ def executor_closure(run: Run) -> list[Line]:
     )
     list(ex.map(abs, [1]))
     list(ex_today.map(abs, [1]))
-    rounds([small, ro, rw, ro_today], run.repeat)
+    rounds([small, ro, rw, ro_today], CLOSURE_ROUNDS * run.repeat)
     name = f"ex.map(partial(f, big), range({n:,})), time"
     return [
         Line(name, ro, small, 0, 1.2),
@@ -691,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    repeat = args.repeat or (3 if args.quick else 5)
+    repeat = args.repeat or (3 if args.quick else 7)
     context = cast("Any", multiprocessing.get_context(args.start_method))
 
     def chosen(key: str) -> bool:
