@@ -53,6 +53,7 @@ import os
 import pickle
 import secrets
 import struct
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -98,6 +99,7 @@ __all__ = (
     "message_of",
     "parcel",
     "segment_names",
+    "sweep",
     "unlink_names",
     "unlink_prefix",
 )
@@ -634,6 +636,11 @@ class _Mapped:
     def retired(self) -> bool:
         return self.mapping[_RETIRED] != 0
 
+    @property
+    def gone(self) -> bool:
+        """Whether its sender let it go: retired, or its name unlinked (a dead sender's)."""
+        return self.retired or not os.path.exists(_SHM_DIR + self.name)
+
 
 _maps_lock = threading.Lock()
 #: RECYCLE and SHARED segments mapped here, by name (kept while their sender keeps them).
@@ -641,6 +648,8 @@ _maps: dict[str, _Mapped] = {}
 _maps_pid = os.getpid()
 #: Mappings to unmap once the last buffer export on them is gone.
 _closing: list[mmap.mmap] = []
+#: A mapping holds no descriptor of its own where mmap allows it (3.13+).
+_NO_FD: Final[dict[str, Any]] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 def _open(name: str, mode: int) -> _Mapped:
@@ -655,7 +664,7 @@ def _open(name: str, mode: int) -> _Mapped:
             "or channel was garbage-collected)"
         ) from None
     try:
-        mapping = mmap.mmap(fd, os.fstat(fd).st_size)
+        mapping = mmap.mmap(fd, os.fstat(fd).st_size, **_NO_FD)
     finally:
         os.close(fd)
     if mode == ONCE:
@@ -687,13 +696,17 @@ def _unmap_closing() -> None:
         _closing.remove(mapping)
 
 
-def _sweep() -> None:
-    """Let go of idle mappings of retired segments, and of the oldest idle ones beyond the cap."""
+def sweep() -> None:
+    """Unmap the idle mappings of segments their senders let go, and the oldest beyond the cap.
+
+    Runs as each message is read; :func:`parallelkit.testing.no_leaks` runs
+    it too, before it counts descriptors.
+    """
     with _maps_lock:
         idle = [m for m in _maps.values() if m.live == 0]
         extra = len(idle) - IDLE_MAPPINGS
         for i, m in enumerate(idle):
-            if m.retired or i < extra:
+            if i < extra or m.gone:
                 del _maps[m.name]
                 _closing.append(m.mapping)
         _unmap_closing()
@@ -705,7 +718,7 @@ def _release(segment: _Mapped) -> None:
         if segment.live == 0:
             if segment.mode == RECYCLE:
                 segment.mapping[_STATE] = FREE
-            if segment.retired:
+            if segment.gone:
                 if _maps.get(segment.name) is segment:
                     del _maps[segment.name]
                 _closing.append(segment.mapping)
@@ -786,7 +799,7 @@ def loads(message: bytes | bytearray | memoryview) -> Any:
     finally:
         del views, once  # what the object does not hold is released now
         if _maps or _closing:
-            _sweep()
+            sweep()
 
 
 # -- cleaning up by name --------------------------------------------------------------

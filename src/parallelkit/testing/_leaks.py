@@ -18,6 +18,7 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import final
 
+from .. import _bulk
 from .._backends._mp_private import helper_fds
 
 __all__ = ("LeakError", "Snapshot", "no_leaks", "snapshot")
@@ -155,6 +156,7 @@ def no_leaks(grace: float = 5.0) -> Generator[Snapshot, None, None]:
     deadline = time.monotonic() + grace
     while True:
         gc.collect()  # pipes and sockets of finished pools close when they are collected
+        _bulk.sweep()  # and the mappings of shared-memory segments their senders let go
         problems = _new_since(before)
         if not problems or time.monotonic() >= deadline:
             break
