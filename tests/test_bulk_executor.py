@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -307,21 +307,34 @@ def test_a_program_that_never_shuts_its_executor_down_leaves_no_segment(
     _eventually_no_segments(lines[2])
 
 
-@pytest.fixture
-def many_segments() -> Iterator[None]:
-    yield
-    gc.collect()
+def test_a_killed_program_leaves_no_segment(tmp_path: Any) -> None:
+    program = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        import numpy as np
+        import parallelkit
 
+        def hold(a):
+            time.sleep(60)
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_two_hundred_executors_with_big_payloads_leave_no_segment(many_segments: None) -> None:
-    prefixes: list[str] = []
-    for i in range(200):
-        with Executor("process", 2) as ex:
-            prefixes.append(_prefix(ex))
-            assert ex.submit(len, b"x" * (MB + i)).result(30) == MB + i
-            assert len(ex.submit(bytes, MB).result(30)) == MB
-    gc.collect()
-    left = [name for name in os.listdir("/dev/shm") if name.startswith(tuple(prefixes))]
-    assert not left, left
+        if __name__ == "__main__":
+            ex = parallelkit.Executor("process", 2)
+            frozen = np.ones(1 << 20)
+            frozen.setflags(write=False)
+            ex.submit(sum, frozen).result()
+            ex.submit(hold, np.ones(1 << 20))
+            print(ex._engine.backend._prefix, flush=True)
+            time.sleep(1)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    script = tmp_path / "main.py"
+    script.write_text(program)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == -signal.SIGKILL
+    prefix = done.stdout.split()[0]
+    # The resource tracker removes what the program registered once the last
+    # process of the program has gone.
+    _eventually_no_segments(prefix, seconds=15)

@@ -475,6 +475,70 @@ def test_bad_forward_logging_in_code() -> None:
         pass  # pragma: no cover
 
 
+# -- shared_threshold -----------------------------------------------------------------------
+
+
+def test_shared_threshold_defaults_to_256_kib() -> None:
+    assert current_settings().shared_threshold == 256 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1048576", 1 << 20),
+        ("1MiB", 1 << 20),
+        ("512k", 512 << 10),
+        ("2 MB", 2 << 20),
+        ("off", None),
+        ("none", None),
+        ("0", None),
+    ],
+)
+def test_shared_threshold_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: int | None
+) -> None:
+    monkeypatch.setenv("PARALLELKIT_SHARED_THRESHOLD", text)
+    assert current_settings().shared_threshold == expected
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"), [("65536", 65536), ("false", None), ('"off"', None), ('"4MiB"', 4 << 20)]
+)
+def test_shared_threshold_from_the_config_file(
+    tmp_path: Path, toml: str, expected: int | None
+) -> None:
+    write_pyproject(tmp_path, f"[tool.parallelkit]\nshared_threshold = {toml}\n")
+    assert current_settings().shared_threshold == expected
+
+
+def test_shared_threshold_none_in_the_context_turns_it_off_and_leaving_it_out_keeps_it() -> None:
+    with config(shared_threshold=None):
+        assert current_settings().shared_threshold is None
+        with config(workers=3):
+            assert current_settings().shared_threshold is None
+        with config(shared_threshold=1 << 20):
+            assert current_settings().shared_threshold == 1 << 20
+    assert current_settings().shared_threshold == 256 * 1024
+
+
+@pytest.mark.parametrize("bad", [-1, 0, 1.5, True, "lots"])
+def test_bad_shared_threshold_in_code_names_the_setting_and_the_fix(bad: object) -> None:
+    with (
+        pytest.raises(ConfigError, match=r"shared_threshold must be a size in bytes >= 1 .* got "),
+        config(shared_threshold=bad),  # type: ignore[arg-type]
+    ):
+        pass  # pragma: no cover
+
+
+def test_bad_shared_threshold_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARALLELKIT_SHARED_THRESHOLD", "12 parsecs")
+    with pytest.raises(
+        ConfigError,
+        match=r"got '12 parsecs' from environment variable PARALLELKIT_SHARED_THRESHOLD",
+    ):
+        current_settings()
+
+
 @pytest.mark.parametrize("name", ["address", "client"])
 @pytest.mark.parametrize("face", ["Executor", "Pool"])
 def test_address_or_client_with_a_local_backend_names_the_cluster_backend(

@@ -616,6 +616,13 @@ def _semaphore_names(ex: Executor) -> set[str]:
     return {name.lstrip("/")} if isinstance(name, str) else set()
 
 
+def _prefix(owner: Executor | Pool) -> str:
+    """The name prefix of a process executor's shared-memory segments."""
+    backend = owner._engine.backend  # pyright: ignore[reportPrivateUsage]
+    assert isinstance(backend, ProcessBackend)
+    return backend._prefix  # pyright: ignore[reportPrivateUsage]
+
+
 def _processes(owner: Executor | Pool) -> list[BaseProcess]:
     """The live worker processes of a process executor or pool."""
     backend = owner._engine.backend  # pyright: ignore[reportPrivateUsage]
@@ -628,17 +635,25 @@ def _processes(owner: Executor | Pool) -> list[BaseProcess]:
 @pytest.mark.parametrize("backend_name", ["process", "thread", "serial"])
 def test_two_hundred_cycles_leak_nothing(backend_name: str) -> None:
     semaphores: set[str] = set()
+    segments: set[str] = set()  # name prefixes of the process backend's shared memory
+    big = b"x" * (1 << 20)  # above shared_threshold: through shared memory, both ways
     for i in range(200):
         with Executor(backend_name, 2) as ex:
             semaphores |= _semaphore_names(ex)
+            if backend_name == "process":
+                segments.add(_prefix(ex))
             assert ex.submit(inc, i).result(20) == i + 1
             assert list(ex.map(inc, range(3))) == [1, 2, 3]
+            assert ex.submit(len, big).result(20) == len(big)
+            assert len(ex.submit(bytes, len(big) + i).result(20)) == len(big) + i
         del ex  # the pool's semaphores are unlinked when it is collected
     if backend_name == "process":
         assert semaphores, "expected named semaphores under forkserver"
     gc.collect()
     left = {name for name in semaphores if os.path.exists(f"/dev/shm/sem.{name}")}
     assert not left, f"semaphores left in /dev/shm: {sorted(left)}"
+    shared = [name for name in os.listdir("/dev/shm") if name.startswith(tuple(segments))]
+    assert not shared, f"shared-memory segments left in /dev/shm: {sorted(shared)}"
     # processes, threads and descriptors are checked by the autouse leak fixture
 
 

@@ -110,6 +110,8 @@ def test_info_text_shows_each_value_and_where_it_came_from(project: Path) -> Non
     assert lines["check_pickle"].endswith("from default")
     assert lines["forward_logging"].split()[1] == "True"
     assert lines["forward_logging"].endswith("from default")
+    assert lines["shared_threshold"].split()[1] == "262144"
+    assert lines["shared_threshold"].endswith("from default")
     assert f"parallelkit {parallelkit.__version__}" in done.stdout
     assert "CPUs this process may use:" in done.stdout
     assert "start methods:" in done.stdout

@@ -21,17 +21,23 @@ A segment is used in one of three ways, written in its reference:
     go: the receiver sets the header's state byte to FREE when the last view
     it built is garbage-collected (at once for bytes, which are copied out).
     A steady stream of 1 MB items therefore costs one copy in and no page
-    faults. Each receiver keeps its mappings until the sender retires the
-    segment (a header flag), so a reused segment is not mapped again.
+    faults. Each receiver keeps its mapping of a segment until the sender
+    retires it (a header flag) or its name is gone, so a reused segment is
+    not mapped again.
 ``ONCE`` (a task's items, a chunk's results)
-    The receiver unlinks the name as soon as it has mapped the segment; the
-    kernel frees the memory when the receiver's last view is gone. The
-    sender also unlinks it when it knows the message is spent (a chunk that
-    ended), which covers a message that was never read.
+    The receiver unlinks the name as soon as it has mapped the segment, and
+    keeps no reference to the mapping: it is unmapped when the last view made
+    from it is collected. The sender also unlinks it when it knows the
+    message is spent (a chunk that ended), which covers a message never read.
 ``SHARED`` (a read-only buffer cached per executor, what a function closes over)
-    Mapped read-only by any number of receivers, which keep their mapping
-    while they use it; the owner unlinks it (and marks it retired) when the
-    cache lets it go or the executor shuts down.
+    Read by any number of receivers through read-only views; each keeps its
+    mapping while it uses it. The owner unlinks it (and marks it retired)
+    when the cache lets it go, or when the message that placed it is spent.
+
+A receiver counts the views it made of a kept (RECYCLE or SHARED) mapping
+through a ctypes array laid over each buffer: every view, array or cast made
+from it holds that array, whose finalizer is the one hook that fires when the
+last of them is gone.
 
 Every segment is registered with ``multiprocessing``'s resource tracker by
 the process that makes it and unregistered by the one that unlinks it (the
@@ -42,7 +48,8 @@ sender left behind is found by name and removed by the stream's owner
 (:func:`unlink_prefix`).
 
 Below the threshold nothing changes: the message is the plain pickle, and
-the only cost is one length check.
+the only cost is one length check. Without ``/dev/shm`` (not Linux), every
+message is the plain pickle.
 """
 
 import contextlib
@@ -61,30 +68,24 @@ from multiprocessing import resource_tracker
 from typing import Any, Final, cast
 
 #: Where POSIX shared memory lives on Linux: segments are opened there as files,
-#: which is what shm_open(3) does.
+#: which is what shm_open(3) does. Without it (not Linux), big buffers go
+#: through the pipe like the rest.
 _SHM_DIR: Final = "/dev/shm"
+AVAILABLE: Final = os.path.isdir(_SHM_DIR) and os.access(_SHM_DIR, os.W_OK | os.X_OK)
 
 
 def shm_open(name: str, flags: int) -> int:
     """``shm_open(3)`` of ``name`` ("/pk…"), as a file of :data:`_SHM_DIR`."""
-    if not os.path.isdir(_SHM_DIR):  # pragma: no cover - not Linux
-        from ._channels._sharing import shm_open as posix_shm_open
-
-        return posix_shm_open(name, flags)
     return os.open(_SHM_DIR + name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
 def shm_unlink(name: str) -> None:
     """``shm_unlink(3)``."""
-    if not os.path.isdir(_SHM_DIR):  # pragma: no cover - not Linux
-        from ._channels._sharing import shm_unlink as posix_shm_unlink
-
-        posix_shm_unlink(name)
-        return
     os.unlink(_SHM_DIR + name)
 
 
 __all__ = (
+    "AVAILABLE",
     "CACHE_BYTES",
     "ONCE",
     "RECYCLE",
@@ -451,7 +452,7 @@ def dumps(
     Returns:
         The message for :func:`loads`.
     """
-    if threshold is None or outbox is None:
+    if threshold is None or outbox is None or not AVAILABLE:
         return plain(obj)
     out = _Out(threshold, cache)
     data: bytes | None = None

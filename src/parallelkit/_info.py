@@ -103,7 +103,7 @@ def _text(data: dict[str, Any]) -> str:
         source = setting["source"]
         if setting["where"] is not None:
             source += f" {setting['where']}"
-        lines.append(f"  {name:<15} {setting['value']!s:<12} from {source}")
+        lines.append(f"  {name:<16} {setting['value']!s:<12} from {source}")
     cpus = data["cpus"]
     methods = data["start_methods"]
     lines += [
@@ -116,7 +116,7 @@ def _text(data: dict[str, Any]) -> str:
     for module, _, what in EXTRAS:
         version = data["extras"][module]
         state = f"{version}" if version is not None else "not installed"
-        lines.append(f"  {module:<15} {state:<14} for {what}")
+        lines.append(f"  {module:<16} {state:<14} for {what}")
     return "\n".join(lines)
 
 

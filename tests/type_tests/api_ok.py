@@ -205,6 +205,9 @@ def check_config() -> None:
         assert_type(configured, Settings)
     with parallelkit.config(start_method="spawn", check_pickle=True):
         pass
+    assert_type(settings.shared_threshold, int | None)
+    with parallelkit.config(shared_threshold=None), parallelkit.config(shared_threshold=1 << 20):
+        pass
 
 
 def check_subtypes(

@@ -101,6 +101,7 @@ ex.submit(parallelkit.Timed(to_int, 5.0), "x")
 # Configuration.
 parallelkit.config(backend=1)
 parallelkit.config("thread")
+parallelkit.config(shared_threshold="1MiB")
 parallelkit.current_settings().workers = 3
 print(parallelkit.current_settings().workers.upper())
 
