@@ -194,13 +194,20 @@ def test_the_cache_skips_writable_buffers(prefix: str) -> None:
 
 def test_closing_the_cache_unlinks_every_entry(prefix: str) -> None:
     cache = _bulk.Cache(_bulk.Outbox(prefix, _bulk.SHARED), THRESHOLD)
-    held = [b"%d" % i * MB for i in range(3)]
-    for blob in held:
-        cache.lookup(memoryview(blob))
+    held = [np.full(MB, i, dtype=np.uint8) for i in range(3)]
+    for array in held:
+        array.setflags(write=False)
+        assert cache.lookup(memoryview(array)) is not None
     assert len(_names(prefix)) == 3
     cache.close()
     assert _names(prefix) == []
     assert cache.lookup(memoryview(held[0])) is None
+
+
+def test_the_cache_does_not_keep_bytes_alive(prefix: str) -> None:
+    cache = _bulk.Cache(_bulk.Outbox(prefix, _bulk.SHARED), THRESHOLD)
+    assert cache.lookup(memoryview(b"b" * MB)) is None
+    assert _names(prefix) == []
 
 
 def test_plain_pickles_load_as_they_are() -> None:

@@ -545,13 +545,13 @@ def message_of(sent: object) -> bytes:
 class Cache:
     """Read-only buffers placed once per executor, found again by the object that exports them.
 
-    A read-only buffer (a numpy array made read-only, ``bytes``) cannot change
+    A read-only buffer (a numpy array made read-only) is trusted not to change
     while it is alive, so a second task that carries the same object refers
     to the segment placed for the first: a 100 MB argument shared by a
-    thousand tasks is copied once. An entry goes when its object is
-    garbage-collected (objects that take weak references), when the cache
-    holds more than :data:`CACHE_BYTES` (oldest first; ``bytes`` objects are
-    held until then), or at :meth:`close`.
+    thousand tasks is copied once. Only objects that take weak references
+    are cached (not ``bytes``: the cache would have to keep them alive). An
+    entry goes when its object is garbage-collected, when the cache holds
+    more than :data:`CACHE_BYTES` (oldest first), or at :meth:`close`.
 
     Args:
         outbox: Where entries are placed (a :data:`SHARED` outbox).
@@ -561,9 +561,11 @@ class Cache:
     def __init__(self, outbox: Outbox, threshold: int) -> None:
         self._outbox = outbox
         self._threshold = threshold
-        self._lock = threading.Lock()
-        #: id(object) -> (reference, placement, the object or a weak reference to it)
-        self._entries: dict[int, tuple[tuple[Any, ...], Placement, object]] = {}
+        # Reentrant: a weak reference's callback (an entry's object collected) may
+        # run in this thread at any allocation made while the lock is held.
+        self._lock = threading.RLock()
+        #: id(object) -> (reference, placement, a weak reference to the object)
+        self._entries: dict[int, tuple[tuple[Any, ...], Placement, weakref.ref[Any]]] = {}
         self._bytes = 0
         self._closed = False
 
@@ -577,19 +579,20 @@ class Cache:
             found = self._entries.get(key)
             if found is not None:
                 ref, _, kept = found
-                alive: object = kept() if isinstance(kept, weakref.ref) else kept  # pyright: ignore[reportUnknownVariableType]
+                alive: object = kept()
                 if alive is owner and ref[3] == view.nbytes:
                     return ref
                 self._drop(key)
+            try:
+                held = weakref.ref(owner, functools.partial(self._gone, key))
+            except TypeError:
+                # bytes: holding one until eviction could keep gigabytes alive
+                # that the caller let go; it is sent like a writable buffer.
+                return None
             placement = self._outbox.place(view.nbytes)
             with memoryview(placement.mapping) as target:
                 target[HEADER_SIZE : HEADER_SIZE + view.nbytes] = view.cast("B")
             ref = (placement.name, SHARED, HEADER_SIZE, view.nbytes)
-            held: object
-            try:
-                held = weakref.ref(owner, functools.partial(self._gone, key))
-            except TypeError:  # bytes: held until evicted
-                held = owner
             self._entries[key] = (ref, placement, held)
             self._bytes += placement.capacity
             while self._bytes > CACHE_BYTES and len(self._entries) > 1:
@@ -615,7 +618,7 @@ class Cache:
 
 
 #: Most bytes a :class:`Cache` keeps placed.
-CACHE_BYTES: Final = 4 << 30
+CACHE_BYTES: Final = 1 << 30
 
 
 # -- the receiver's side --------------------------------------------------------------
