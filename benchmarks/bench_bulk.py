@@ -303,7 +303,11 @@ def figure(c: Contender, amount: float) -> str:
 
 
 def seconds(value: float) -> str:
-    return f"{value:.2f} s" if value >= 1 else f"{value * 1000:.0f} ms"
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 0.01:
+        return f"{value * 1000:.0f} ms"
+    return f"{value * 1000:.1f} ms"
 
 
 def shm_mark(c: Contender) -> str:
