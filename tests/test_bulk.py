@@ -180,15 +180,55 @@ def test_the_cache_places_a_read_only_buffer_once(prefix: str) -> None:
     cache.close()
 
 
-def test_the_cache_skips_writable_buffers(prefix: str) -> None:
+def test_a_writable_buffer_is_reused_while_unchanged_and_placed_again_when_changed(
+    prefix: str,
+) -> None:
     cache = _bulk.Cache(_bulk.Outbox(prefix, _bulk.SHARED), THRESHOLD)
     outbox = _bulk.Outbox(prefix, _bulk.ONCE)
     live = np.zeros(MB, dtype=np.uint8)
-    first = _bulk.dumps(live, THRESHOLD, outbox, plain=plain_dumps, cache=cache.lookup)
-    live[:] = 1
-    second = _bulk.dumps(live, THRESHOLD, outbox, plain=plain_dumps, cache=cache.lookup)
-    assert int(_bulk.loads(first)[0]) == 0
-    assert int(_bulk.loads(second)[0]) == 1
+
+    def send_live() -> bytes | _bulk.Parcel:
+        placed: list[_bulk.Placement] = []
+        message = _bulk.dumps(
+            live, THRESHOLD, outbox, plain=plain_dumps, cache=cache.lookup, placed=placed
+        )
+        return _bulk.parcel(message, placed)  # holds the cached segment, as a chunk does
+
+    first, again = send_live(), send_live()
+    names = [_bulk.segment_names(_bulk.message_of(p)) for p in (first, again)]
+    assert names[0] == names[1]
+    live[-1] = 1
+    changed = send_live()
+    assert _bulk.segment_names(_bulk.message_of(changed)) != names[0]
+    assert int(_bulk.loads(_bulk.message_of(again))[-1]) == 0
+    got = _bulk.loads(_bulk.message_of(changed))
+    assert int(got[-1]) == 1
+    assert got.flags.writeable
+    got[:] = 9  # copy-on-write: the placed bytes stay as they were
+    assert int(_bulk.loads(_bulk.message_of(changed))[0]) == 0
+    del first, again, changed, got
+    cache.close()
+
+
+def test_a_cached_segment_outlives_its_object_while_a_message_refers_to_it(prefix: str) -> None:
+    cache = _bulk.Cache(_bulk.Outbox(prefix, _bulk.SHARED), THRESHOLD)
+    outbox = _bulk.Outbox(prefix, _bulk.ONCE)
+    placed: list[_bulk.Placement] = []
+    message = _bulk.dumps(
+        np.full(MB, 4, dtype=np.uint8),  # collected as soon as it is sent
+        THRESHOLD,
+        outbox,
+        plain=plain_dumps,
+        cache=cache.lookup,
+        placed=placed,
+    )
+    parcel = _bulk.parcel(message, placed)
+    del placed
+    gc.collect()
+    assert int(_bulk.loads(_bulk.message_of(parcel))[0]) == 4
+    del parcel
+    gc.collect()
+    assert _names(prefix) == []
     cache.close()
 
 

@@ -338,3 +338,17 @@ def test_a_killed_program_leaves_no_segment(tmp_path: Any) -> None:
     # The resource tracker removes what the program registered once the last
     # process of the program has gone.
     _eventually_no_segments(prefix, seconds=15)
+
+
+def add_one_in_place(array: Any) -> float:
+    array += 1
+    return float(array.sum())
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_task_writing_to_its_argument_changes_only_its_own_copy(method: str) -> None:
+    shared = np.zeros(MB)
+    with Executor("process", 2, start_method=method) as ex:
+        assert list(ex.map(add_one_in_place, [shared] * 6)) == [float(MB)] * 6
+        assert list(ex.map(add_one_in_place, [shared] * 2)) == [float(MB)] * 2
+    assert float(shared.sum()) == 0.0

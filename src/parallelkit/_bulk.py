@@ -33,6 +33,9 @@ A segment is used in one of three ways, written in its reference:
     Read by any number of receivers through read-only views; each keeps its
     mapping while it uses it. The owner unlinks it (and marks it retired)
     when the cache lets it go, or when the message that placed it is spent.
+``PRIVATE`` (a writable buffer cached per executor)
+    Like SHARED, but each message is mapped copy-on-write, on its own: its
+    views are writable, and what a receiver writes stays its own.
 
 A receiver counts the views it made of a kept (RECYCLE or SHARED) mapping
 through a ctypes array laid over each buffer: every view, array or cast made
@@ -88,6 +91,7 @@ __all__ = (
     "AVAILABLE",
     "CACHE_BYTES",
     "ONCE",
+    "PRIVATE",
     "RECYCLE",
     "SHARED",
     "Cache",
@@ -108,6 +112,9 @@ __all__ = (
 RECYCLE: Final = 0
 ONCE: Final = 1
 SHARED: Final = 2
+#: A cached copy of a writable buffer: every message maps it privately
+#: (copy-on-write), so each receiver's views are writable and its own.
+PRIVATE: Final = 3
 
 #: The first byte of a message that carries buffers in shared memory (a
 #: protocol-5 pickle starts with b"\\x80").
@@ -166,13 +173,16 @@ class Placement:
         mapping: The sender's writable mapping.
     """
 
-    __slots__ = ("__weakref__", "capacity", "mapping", "mode", "name")
+    __slots__ = ("__weakref__", "cached", "capacity", "mapping", "mode", "name")
 
     def __init__(self, name: str, capacity: int, mode: int, mapping: mmap.mmap) -> None:
         self.name = name
         self.capacity = capacity
         self.mode = mode
         self.mapping = mapping
+        #: Held by a :class:`Cache` and by the messages that refer to it; it is
+        #: retired when the last of them lets it go.
+        self.cached = False
 
     @property
     def free(self) -> bool:
@@ -181,11 +191,15 @@ class Placement:
 
     def retire(self) -> None:
         """Mark it retired, unlink its name and unmap it here (receivers keep theirs)."""
-        with contextlib.suppress(ValueError):
-            self.mapping[_RETIRED] = 1
-        _unlink(self.name)
-        with contextlib.suppress(BufferError):
-            self.mapping.close()
+        _retire(self.name, self.mapping)
+
+
+def _retire(name: str, mapping: mmap.mmap) -> None:
+    with contextlib.suppress(ValueError):  # unmapped already
+        mapping[_RETIRED] = 1
+    _unlink(name)
+    with contextlib.suppress(BufferError):
+        mapping.close()
 
 
 def _create(prefix: str, size: int, mode: int) -> Placement:
@@ -292,26 +306,31 @@ class Outbox:
 # -- the sender's side ----------------------------------------------------------------
 
 
+#: A cache's lookup: a buffer's reference and its cached segment, or None.
+Lookup = Callable[[memoryview], "tuple[tuple[Any, ...], Placement] | None"]
+
+
 class _Out:
     """Out-of-band buffers of one message, as pickle hands them over."""
 
-    __slots__ = ("big", "cache", "refs", "threshold", "views")
+    __slots__ = ("big", "cache", "kept", "refs", "threshold", "views")
 
-    def __init__(
-        self, threshold: int, cache: Callable[[memoryview], tuple[Any, ...] | None] | None
-    ):
+    def __init__(self, threshold: int, cache: Lookup | None):
         self.threshold = threshold
         self.cache = cache
         #: Per buffer in pickle's order: ("p", index into views) or a cached ref.
         self.refs: list[tuple[Any, ...]] = []
         self.views: list[memoryview] = []
+        #: The cached segments the message refers to.
+        self.kept: list[Placement] = []
         self.big = False
 
     def take(self, view: memoryview) -> None:
         if self.cache is not None:
-            ref = self.cache(view)
-            if ref is not None:
-                self.refs.append(ref)
+            found = self.cache(view)
+            if found is not None:
+                self.refs.append(found[0])
+                self.kept.append(found[1])
                 return
         self.refs.append(("p", len(self.views)))
         self.views.append(view)
@@ -431,7 +450,7 @@ def dumps(
     outbox: Outbox | None,
     *,
     plain: Callable[[object], bytes],
-    cache: Callable[[memoryview], tuple[Any, ...] | None] | None = None,
+    cache: Lookup | None = None,
     placed: list[Placement] | None = None,
     by_value: bool = False,
 ) -> bytes:
@@ -443,8 +462,9 @@ def dumps(
         outbox: Where this sender places buffers (None: never).
         plain: The serializer to use when nothing is big (keeps its fallbacks).
         cache: Looks a buffer up in a cache of segments placed earlier
-            (:data:`SHARED`); returns its reference, or None.
-        placed: Receives the segment this message placed, if any.
+            (:meth:`Cache.lookup`).
+        placed: Receives the segment this message placed, if any, and the
+            cached ones it refers to (hand them to :func:`parcel`).
         by_value: Pickle with cloudpickle from the start (a function that
             must travel by value, as :func:`~parallelkit._serialize.dumps_function`
             decides).
@@ -471,6 +491,8 @@ def dumps(
 
 def _seal(out: _Out, data: bytes, outbox: Outbox, placed: list[Placement] | None) -> bytes:
     refs = out.refs
+    if placed is not None:
+        placed.extend(out.kept)
     if out.views:
         size = sum(_align(v.nbytes) for v in out.views)
         placement = outbox.place(size)
@@ -512,21 +534,24 @@ class Parcel:
     The sender keeps the parcel as long as the message may still be read (a
     chunk's items until the chunk ends, a function's blob until the last
     chunk that uses it is gone); when it is garbage-collected, the names of
-    its segments are unlinked. Receivers that mapped them keep their mapping.
+    the segments it placed are unlinked, and the cached segments it refers to
+    are let go (they stay while their cache or another message holds them).
+    Receivers that mapped them keep their mapping.
 
     Attributes:
         data: The message.
     """
 
-    __slots__ = ("__weakref__", "data")
+    __slots__ = ("__weakref__", "_kept", "data")
 
     def __init__(self, data: bytes, placed: list[Placement]) -> None:
         self.data = data
-        names = [p.name for p in placed]
-        for placement in placed:
+        self._kept = [p for p in placed if p.cached]
+        own = [p for p in placed if not p.cached]
+        for placement in own:
             with contextlib.suppress(BufferError):
                 placement.mapping.close()
-        weakref.finalize(self, unlink_names, names).atexit = False
+        weakref.finalize(self, unlink_names, [p.name for p in own]).atexit = False
 
 
 def parcel(data: bytes, placed: list[Placement]) -> "bytes | Parcel":
@@ -542,16 +567,49 @@ def message_of(sent: object) -> bytes:
     return sent
 
 
-class Cache:
-    """Read-only buffers placed once per executor, found again by the object that exports them.
+def _libc_memcmp() -> Callable[[int, int, int], int] | None:
+    try:
+        memcmp = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError):  # pragma: no cover - no C library to ask
+        return None
+    memcmp.restype = ctypes.c_int
+    memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+    found: Callable[[int, int, int], int] = memcmp
+    return found
 
-    A read-only buffer (a numpy array made read-only) is trusted not to change
-    while it is alive, so a second task that carries the same object refers
-    to the segment placed for the first: a 100 MB argument shared by a
-    thousand tasks is copied once. Only objects that take weak references
-    are cached (not ``bytes``: the cache would have to keep them alive). An
-    entry goes when its object is garbage-collected, when the cache holds
-    more than :data:`CACHE_BYTES` (oldest first), or at :meth:`close`.
+
+_memcmp: Final = _libc_memcmp()
+
+
+def _same(view: memoryview, mapping: mmap.mmap) -> bool:
+    """Whether writable ``view`` holds the bytes placed after ``mapping``'s header."""
+    n = view.nbytes
+    if _memcmp is None:  # pragma: no cover - no C library
+        with memoryview(mapping) as placed:
+            return view.cast("B") == placed[HEADER_SIZE : HEADER_SIZE + n]
+    mine = ctypes.c_char.from_buffer(view)
+    theirs = ctypes.c_char.from_buffer(mapping, HEADER_SIZE)
+    try:
+        return _memcmp(ctypes.addressof(mine), ctypes.addressof(theirs), n) == 0
+    finally:
+        del mine, theirs  # their exports must not outlive the call
+
+
+class Cache:
+    """Big buffers placed once per executor, found again by the object that exports them.
+
+    A second task that carries the same object refers to the segment placed
+    for the first: a 100 MB argument shared by a thousand tasks is copied
+    once. A read-only buffer (a numpy array made read-only) is trusted not to
+    change while it is alive: it costs nothing more, and receivers get
+    read-only views of one shared mapping (:data:`SHARED`). A writable one is
+    compared with what was placed, and placed again if it changed; receivers
+    map it copy-on-write (:data:`PRIVATE`), so a task may write to its
+    argument as to its own copy. Only objects that take weak references are
+    cached (numpy arrays; not ``bytes``: the cache would have to keep them
+    alive). An entry goes when its object is garbage-collected, when the
+    cache holds more than :data:`CACHE_BYTES` (oldest first), or at
+    :meth:`close`.
 
     Args:
         outbox: Where entries are placed (a :data:`SHARED` outbox).
@@ -569,35 +627,48 @@ class Cache:
         self._bytes = 0
         self._closed = False
 
-    def lookup(self, view: memoryview) -> tuple[Any, ...] | None:
-        """The reference of ``view``'s segment, placing it on first sight; None: not cacheable."""
+    def lookup(self, view: memoryview) -> tuple[tuple[Any, ...], Placement] | None:
+        """The reference of ``view``'s segment, placing it on first sight; None: not cacheable.
+
+        A read-only buffer is trusted; a writable one is compared with the
+        copy placed before (a memcmp, about as fast as a copy into memory
+        already mapped, and with no page to fault in) and placed again when
+        it changed.
+        """
         owner: object = view.obj
-        if not view.readonly or self._closed:
+        if self._closed:
             return None
+        mode = SHARED if view.readonly else PRIVATE
         key = id(owner)
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
-                ref, _, kept = found
-                alive: object = kept()
-                if alive is owner and ref[3] == view.nbytes:
-                    return ref
+                ref, placement, kept = found
+                if (
+                    kept() is owner
+                    and ref[3] == view.nbytes
+                    and (view.readonly or _same(view, placement.mapping))
+                ):
+                    return (ref[0], mode, *ref[2:]), placement
                 self._drop(key)
             try:
                 held = weakref.ref(owner, functools.partial(self._gone, key))
             except TypeError:
-                # bytes: holding one until eviction could keep gigabytes alive
-                # that the caller let go; it is sent like a writable buffer.
+                # bytes, bytearray: holding one until eviction could keep gigabytes
+                # alive that the caller let go; it is sent as a message's own.
                 return None
             placement = self._outbox.place(view.nbytes)
             with memoryview(placement.mapping) as target:
                 target[HEADER_SIZE : HEADER_SIZE + view.nbytes] = view.cast("B")
-            ref = (placement.name, SHARED, HEADER_SIZE, view.nbytes)
+            placement.cached = True
+            # Retired when the cache and every message that refers to it let it go.
+            weakref.finalize(placement, _retire, placement.name, placement.mapping).atexit = False
+            ref = (placement.name, mode, HEADER_SIZE, view.nbytes)
             self._entries[key] = (ref, placement, held)
             self._bytes += placement.capacity
             while self._bytes > CACHE_BYTES and len(self._entries) > 1:
                 self._drop(next(iter(self._entries)))
-            return ref
+            return ref, placement
 
     def _gone(self, key: int, _: object) -> None:
         with self._lock:
@@ -607,10 +678,9 @@ class Cache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry[1].capacity
-            entry[1].retire()
 
     def close(self) -> None:
-        """Unlink every entry (receivers keep what they mapped)."""
+        """Let go of every entry (retired once no pending message refers to it)."""
         with self._lock:
             self._closed = True
             for key in list(self._entries):
@@ -668,7 +738,8 @@ def _open(name: str, mode: int) -> _Mapped:
             "or channel was garbage-collected)"
         ) from None
     try:
-        mapping = mmap.mmap(fd, os.fstat(fd).st_size, **_NO_FD)
+        access = mmap.ACCESS_COPY if mode == PRIVATE else mmap.ACCESS_WRITE
+        mapping = mmap.mmap(fd, os.fstat(fd).st_size, access=access, **_NO_FD)
     finally:
         os.close(fd)
     if mode == ONCE:
@@ -789,7 +860,7 @@ def loads(message: bytes | bytearray | memoryview) -> Any:
     once: dict[str, memoryview] = {}
     try:
         for name, mode, offset, size in refs:
-            if mode == ONCE:
+            if mode in (ONCE, PRIVATE):
                 # A mapping of this message's own: nothing here keeps it, so it is
                 # unmapped as soon as the last view made from it is collected.
                 segment = once.get(name)
