@@ -30,8 +30,8 @@ forkserver by default; a producer's clock starts when it is ready):
   and ``joblib.Parallel(n_jobs=2)`` (loky, automatic memmapping, one
   ``Parallel`` kept open across the rounds);
 - executor/closure: ``ex.map(partial(f, big), range(1000))`` where ``f`` reads one
-  byte of a 100 MB array, read-only (cached per executor) and writable (placed
-  once per map call), against the same map with a 1-byte array;
+  byte of a 100 MB array, read-only and writable, against the same map with a
+  1-byte array;
 - sweep: 16 KiB to 4 MiB ``bytes`` items through a process Queue, child to
   parent, with shared memory for every buffer (``shared_threshold=1``) and for
   none (``None``): where shared memory starts to win.
@@ -637,7 +637,7 @@ def executor_closure(run: Run) -> list[Line]:
     name = f"ex.map(partial(f, big), range({n:,})), time"
     return [
         Line(name, ro, small, 0, 1.2),
-        Line(name, rw, small, 0, None, "placed once per map call"),
+        Line(name, rw, small, 0, None),
         Line(name, ro_today, small, 0, None),
     ]
 
