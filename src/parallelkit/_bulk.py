@@ -66,7 +66,7 @@ import struct
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
 from typing import Any, Final, cast
 
@@ -150,14 +150,29 @@ def _unregister(name: str) -> None:
     resource_tracker.unregister(name, "shared_memory")
 
 
+def _forget(name: str) -> None:
+    """Make the resource tracker forget ``name``, whether it knows it or not.
+
+    The tracker raises (and prints a KeyError traceback) on an unregister of
+    a name it does not hold, which happens to a name unlinked by another
+    process than its creator (a stream's owner cleaning up) or already let
+    go of. A register first makes the unregister safe: the two messages go
+    through the same pipe, in order.
+    """
+    _register(name)
+    _unregister(name)
+
+
 def _unlink(name: str) -> bool:
-    """Unlink ``name`` and tell the resource tracker; False if it was already gone."""
+    """Unlink ``name`` and have the resource tracker forget it; False if it was already gone."""
     try:
         shm_unlink(name)
     except FileNotFoundError:
-        return False
-    _unregister(name)
-    return True
+        gone = True
+    else:
+        gone = False
+    _forget(name)
+    return not gone
 
 
 # -- a segment as its sender holds it --------------------------------------------------
@@ -188,6 +203,14 @@ class Placement:
     def free(self) -> bool:
         """Whether its receiver has let it go (RECYCLE segments)."""
         return self.mapping[_STATE] == FREE
+
+    def give_back(self) -> None:
+        """Its message was never sent: a RECYCLE segment is free again, another is retired."""
+        if self.mode != RECYCLE:
+            self.retire()
+            return
+        with contextlib.suppress(ValueError):  # its outbox closed meanwhile
+            self.mapping[_STATE] = FREE
 
     def retire(self) -> None:
         """Mark it retired, unlink its name and unmap it here (receivers keep theirs)."""
@@ -297,10 +320,13 @@ class Outbox:
                 placement.retire()
             else:
                 # Left for the receiver (or the owner); the tracker must not remove it
-                # when this process's program ends before the receiver maps it.
-                _unregister(placement.name)
+                # when this process's program ends before the receiver maps it. (The
+                # owner may have unlinked it already: then the tracker forgot it too.)
+                _forget(placement.name)
                 with contextlib.suppress(BufferError):
                     placement.mapping.close()
+        if _maps:
+            sweep()  # this process's idle mappings of what it retired (a receiver here too)
 
 
 # -- the sender's side ----------------------------------------------------------------
@@ -720,8 +746,6 @@ _maps_lock = threading.Lock()
 #: RECYCLE and SHARED segments mapped here, by name (kept while their sender keeps them).
 _maps: dict[str, _Mapped] = {}
 _maps_pid = os.getpid()
-#: Mappings to unmap once the last buffer export on them is gone.
-_closing: list[mmap.mmap] = []
 #: A mapping holds no descriptor of its own where mmap allows it (3.13+).
 _NO_FD: Final[dict[str, Any]] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
@@ -748,27 +772,34 @@ def _open(name: str, mode: int) -> _Mapped:
 
 
 def _mapped(name: str, mode: int) -> _Mapped:
+    """The segment, mapped here, with one more live view counted for the caller.
+
+    The count goes up under the same lock as the look-up, so that another
+    thread's :func:`sweep` cannot unmap an idle mapping in between.
+    """
     global _maps_pid
     with _maps_lock:
         if _maps_pid != os.getpid():  # forked: the parent's mappings are not ours to count
             _maps.clear()
-            _closing.clear()
             _maps_pid = os.getpid()
         found = _maps.get(name)
         if found is None or found.retired:
             found = _open(name, mode)
             _maps[name] = found
+        found.live += 1
         return found
 
 
-def _unmap_closing() -> None:
-    """Unmap what waits for it (a buffer is released just after its finalizer runs)."""
-    for mapping in list(_closing):
-        try:
-            mapping.close()
-        except BufferError:
-            continue
-        _closing.remove(mapping)
+def _let_go(mapping: mmap.mmap) -> None:
+    """Unmap now, or else when the last buffer export on it is released.
+
+    A view's finalizer runs just before the view releases its export, so the
+    mapping cannot be closed from there: this module then only drops its
+    reference, and the ``mmap`` object, freed with that export, unmaps and
+    closes its descriptor itself.
+    """
+    with contextlib.suppress(BufferError):
+        mapping.close()
 
 
 def sweep() -> None:
@@ -783,8 +814,7 @@ def sweep() -> None:
         for i, m in enumerate(idle):
             if i < extra or m.gone:
                 del _maps[m.name]
-                _closing.append(m.mapping)
-        _unmap_closing()
+                _let_go(m.mapping)
 
 
 def _release(segment: _Mapped) -> None:
@@ -796,34 +826,53 @@ def _release(segment: _Mapped) -> None:
             if segment.gone:
                 if _maps.get(segment.name) is segment:
                     del _maps[segment.name]
-                _closing.append(segment.mapping)
-        _unmap_closing()
+                _let_go(segment.mapping)
 
 
 def _view(segment: _Mapped, offset: int, size: int) -> memoryview:
-    """A view of ``size`` bytes at ``offset``; the segment is released when it is gone.
+    """A view of ``size`` bytes at ``offset`` (counted by :func:`_mapped`); released when gone.
 
     The view (and every view or array made from it) holds a ctypes array
     laid over the mapping: the array's finalizer is the one hook that fires
     only when the last of them is collected, however they were derived.
     """
-    with _maps_lock:
-        segment.live += 1
-    holder = (ctypes.c_ubyte * size).from_buffer(segment.mapping, offset)
+    try:
+        holder = (ctypes.c_ubyte * size).from_buffer(segment.mapping, offset)
+    except BaseException:
+        _release(segment)
+        raise
     weakref.finalize(holder, _release, segment).atexit = False
     view = memoryview(holder).cast("B")
     return view.toreadonly() if segment.mode == SHARED else view
 
 
+def _unclaimed(views: list[memoryview], claimed: set[int]) -> Iterator[memoryview]:
+    for index, view in enumerate(views):
+        if index not in claimed:
+            yield view
+
+
 class _Unpickler(pickle.Unpickler):
+    """Hands out-of-band buffers and persistent ids the views that are theirs.
+
+    The references are in the order the pickle met them, out-of-band
+    buffers (pickle's ``NEXT_BUFFER``, which takes the next one of
+    ``buffers``) and big bytes (persistent ids, which name their index)
+    interleaved. Meeting them in the same order here, a ``NEXT_BUFFER``
+    takes the first view that no persistent id has claimed.
+    """
+
     def __init__(self, data: memoryview, views: list[memoryview]) -> None:
         import io
 
-        super().__init__(io.BytesIO(data), buffers=views)
         self._views = views
+        self._claimed: set[int] = set()
+        # (A function of the two, not a method: no reference cycle through self.)
+        super().__init__(io.BytesIO(data), buffers=_unclaimed(views, self._claimed))
 
     def persistent_load(self, pid: tuple[Any, ...]) -> object:
         kind: str = pid[0]
+        self._claimed.add(pid[1])
         view = cast("Any", self._views[pid[1]])  # typeshed's cast() takes literal formats only
         if kind == "y":
             return bytes(view)
@@ -873,7 +922,7 @@ def loads(message: bytes | bytearray | memoryview) -> Any:
         return _Unpickler(whole[start + n :], views).load()
     finally:
         del views, once  # what the object does not hold is released now
-        if _maps or _closing:
+        if _maps:
             sweep()
 
 
@@ -899,5 +948,26 @@ def unlink_prefix(prefix: str) -> int:
     count = 0
     for entry in entries:
         if entry.startswith(prefix):
-            count += _unlink("/" + entry)
+            name = "/" + entry
+            _mark_retired(name)
+            count += _unlink(name)
+    if _maps:
+        sweep()  # this process's idle mappings of them (and their descriptors) go now
     return count
+
+
+def _mark_retired(name: str) -> None:
+    """Set a segment's retired flag, so that its receivers let go of their mappings.
+
+    Without it, a receiver would keep an idle mapping (and the descriptor
+    ``mmap`` holds) of a segment that its owner removed.
+    """
+    try:
+        fd = shm_open(name, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        if os.fstat(fd).st_size >= HEADER_SIZE:
+            os.pwrite(fd, b"\x01", _RETIRED)
+    finally:
+        os.close(fd)

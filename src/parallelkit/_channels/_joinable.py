@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 from .._config import Settings
 from .._errors import ClosedChannelError
-from .._serialize import loads
+from ._big import Items
 from ._queue import Queue, _ProcessQueue, _ThreadQueue
 from ._sharing import SEM_VALUE_MAX, SEMAPHORE, RawSemLock, create_semlock, open_semlock, own
 from ._sync import Condition, Lock
@@ -80,8 +80,8 @@ class _ProcessJoinableQueue(_ProcessQueue):
     _unfinished: RawSemLock
 
     @classmethod
-    def create(cls, maxsize: int) -> Self:
-        self = super().create(maxsize)
+    def create(cls, maxsize: int, threshold: int | None) -> Self:
+        self = super().create(maxsize, threshold)
         # This is the implementation that crosses processes: its lock must too.
         self._cond = Condition(Lock(backend="process"))
         self._unfinished, name = create_semlock(SEMAPHORE, 0, SEM_VALUE_MAX)
@@ -125,7 +125,7 @@ class _ProcessJoinableQueue(_ProcessQueue):
     def _deliver(self, payloads: list[bytes | bytearray | memoryview]) -> list[Any]:
         """Unpickle taken items; if that fails, no task_done() can come for them."""
         try:
-            return [loads(p) for p in payloads]
+            return [Items.loads(p) for p in payloads]
         except BaseException:
             self._settle(len(payloads))
             raise

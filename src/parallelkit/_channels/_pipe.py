@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, final, overload
 from .._config import Settings
 from .._errors import ClosedChannelError
 from .._serialize import dumps, loads, roundtrip
+from ._big import Items, prefix_of
 from ._select import is_process, on_cluster, resolve
 from ._sharing import (
     at_exit,
@@ -89,6 +90,7 @@ else:
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+    from .._bulk import Placement
     from ._cluster import ClusterEnd
 
 __all__ = ("Connection", "ItemReceiver", "Pipe", "Receiver", "Sender", "make_pipe")
@@ -468,6 +470,7 @@ class _ProcessEnd:
     __slots__ = (
         "__weakref__",
         "_anchor",
+        "_big",
         "_closed",
         "_eof",
         "_fds",
@@ -482,10 +485,14 @@ class _ProcessEnd:
     )
 
     def __init__(
-        self, state: tuple[str, str, str | None, str | None], anchor: _PipeNames | None
+        self,
+        state: tuple[str, str, str | None, str | None],
+        anchor: _PipeNames | None,
+        threshold: int | None,
     ) -> None:
         token, letter, in_path, out_path = state
         self.token = token + letter
+        self._big = Items(token, threshold)  # the creator's threshold, in every process
         self._peer = token + ("b" if letter == "a" else "a")
         self._folder = os.path.dirname(in_path or out_path or "")
         self._state = state
@@ -532,7 +539,14 @@ class _ProcessEnd:
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, obj: Any) -> None:
-        self.send_bytes(dumps(obj))
+        self._writer()
+        placed: list[Placement] = []
+        message = self._big.dumps(obj, placed)
+        try:
+            self.send_bytes(message)
+        except BaseException:
+            Items.give_back(placed)  # not sent: its segment is free again
+            raise
 
     def send_bytes(self, data: bytes | memoryview) -> None:
         fd = self._writer()
@@ -628,7 +642,7 @@ class _ProcessEnd:
         return buf
 
     def recv(self) -> Any:
-        return loads(self._payload(self._header()))
+        return Items.loads(self._payload(self._header()))
 
     def recv_bytes(self, maxlength: int | None) -> bytes:
         length = self._header()
@@ -678,34 +692,36 @@ class _ProcessEnd:
             return
         self._closed = True
         self._finalizer()
+        self._big.close()  # what the peer has not received yet stays for it
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def reduce_args(self) -> tuple[tuple[str, str, str | None, str | None], str]:
-        """The names of this end and a fresh ticket that keeps it open while in flight."""
+    def reduce_args(self) -> tuple[tuple[str, str, str | None, str | None], str, int | None]:
+        """This end's names, a fresh ticket that keeps it open in flight, and its threshold."""
         if self._closed:
             raise ClosedChannelError("a closed end of a Pipe cannot be sent")
-        return self._state, _ticket(self._folder, self.token)
+        return self._state, _ticket(self._folder, self.token), self._big.threshold
 
 
-def _process_pipe(duplex: bool) -> tuple[_ProcessEnd, _ProcessEnd]:
+def _process_pipe(duplex: bool, threshold: int | None) -> tuple[_ProcessEnd, _ProcessEnd]:
     token = new_token()
     anchor = _PipeNames()
     forward = create_fifo(token, ".p")
-    own(anchor, fifos=(forward,))
+    # The owner also removes what big items left in shared memory (see ._big).
+    own(anchor, fifos=(forward,), prefixes=(prefix_of(token),))
     backward = None
     if duplex:
         backward = create_fifo(token, ".r")
         own(anchor, fifos=(backward,))
     weakref.finalize(anchor, _remove_tickets, os.path.dirname(forward), token, os.getpid())
     if duplex:
-        a = _ProcessEnd((token, "a", backward, forward), anchor)
-        b = _ProcessEnd((token, "b", forward, backward), anchor)
+        a = _ProcessEnd((token, "a", backward, forward), anchor, threshold)
+        b = _ProcessEnd((token, "b", forward, backward), anchor, threshold)
     else:
-        a = _ProcessEnd((token, "a", forward, None), anchor)
-        b = _ProcessEnd((token, "b", None, forward), anchor)
+        a = _ProcessEnd((token, "a", forward, None), anchor, threshold)
+        b = _ProcessEnd((token, "b", None, forward), anchor, threshold)
     for end in (a, b):
         if end._rd >= 0 and _F_SETPIPE_SZ is not None:
             with contextlib.suppress(OSError):  # the pipe-buffer quota is used up: keep it
@@ -791,8 +807,8 @@ class _End:
             return local_reduce(self, impl.token, "Pipe")
         if not isinstance(impl, _ProcessEnd):
             return (_open_cluster_end, (impl.token, type(self), self._backend, impl.state()))
-        state, ticket = impl.reduce_args()
-        return (_open_end, (type(self), self._backend, state, ticket))
+        state, ticket, threshold = impl.reduce_args()
+        return (_open_end, (type(self), self._backend, state, ticket, threshold))
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -816,13 +832,17 @@ def _wrap(cls: type[_End], impl: _ProcessEnd | _ThreadEnd | ClusterEnd, backend:
 
 
 def _open_end(
-    cls: type[_End], backend: str, state: tuple[str, str, str | None, str | None], ticket: str
+    cls: type[_End],
+    backend: str,
+    state: tuple[str, str, str | None, str | None],
+    ticket: str,
+    threshold: int | None,
 ) -> _End:
     """Unpickle an end: this process's copy, opened now if it has none, then land the ticket."""
     try:
         known = _copies.get(state[0] + state[1])
         if known is None or known.closed:
-            known = _wrap(cls, _ProcessEnd(state, None), backend)
+            known = _wrap(cls, _ProcessEnd(state, None, threshold), backend)
         found: _End = known
     finally:
         _land(ticket)
@@ -1016,7 +1036,7 @@ def make_pipe(settings: Settings, duplex: bool) -> Any:
 
         impls = cluster_pipe(connect(settings.address), duplex)
     elif is_process(settings):
-        impls = _process_pipe(duplex)
+        impls = _process_pipe(duplex, settings.shared_threshold)
     else:
         impls = _thread_pipe(duplex, settings.check_pickle)
     name = settings.backend

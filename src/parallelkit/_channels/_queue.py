@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic
 
 from .._config import Settings
 from .._errors import ClosedChannelError
-from .._serialize import dumps, loads, roundtrip
+from .._serialize import roundtrip
+from ._big import Items, prefix_of
 from ._select import is_process, not_on_cluster, on_cluster, resolve
 from ._sharing import (
     SEM_VALUE_MAX,
@@ -82,6 +83,7 @@ from ._types import T
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from .._bulk import Placement
     from ._cluster import ClusterQueue
 
 __all__ = ("Queue", "make_queue")
@@ -319,6 +321,7 @@ def _drain_feeders() -> None:
 class _ProcessQueue:
     __slots__ = (
         "__weakref__",
+        "_big",
         "_closed",
         "_feeder",
         "_fifo",
@@ -341,14 +344,17 @@ class _ProcessQueue:
     _fifo: Fifo
     _feeder: _Feeder | None
     _state: tuple[Any, ...]
+    _big: Items
 
     @classmethod
-    def create(cls, maxsize: int) -> Self:
+    def create(cls, maxsize: int, threshold: int | None) -> Self:
         self = cls.__new__(cls)
         self.token = new_token()
         self._maxsize = maxsize if maxsize > 0 else 0
+        self._big = Items(self.token, threshold)
         path = create_fifo(self.token, ".q")
-        own(self, fifos=(path,))
+        # The owner also removes what big items left in shared memory (see ._big).
+        own(self, fifos=(path,), prefixes=(prefix_of(self.token),))
 
         def semaphore(value: int, maxvalue: int) -> tuple[RawSemLock, str]:
             raw, name = create_semlock(SEMAPHORE, value, maxvalue)
@@ -365,16 +371,27 @@ class _ProcessQueue:
             self._slots, slots_name = semaphore(self._maxsize, SEM_VALUE_MAX)
         self._fifo = Fifo(path, size=CAPACITY)
         self._feeder = None
-        self._state = (self.token, self._maxsize, path, rlock, wlock, items, closed, slots_name)
+        self._state = (
+            self.token,
+            self._maxsize,
+            path,
+            rlock,
+            wlock,
+            items,
+            closed,
+            slots_name,
+            threshold,
+        )
         return self
 
     @classmethod
     def open(cls, state: tuple[Any, ...]) -> Self:
-        token, maxsize, path, rlock, wlock, items, closed, slots = state
+        token, maxsize, path, rlock, wlock, items, closed, slots, threshold = state
         self = cls.__new__(cls)
         self.token = token
         self._maxsize = maxsize
         self._state = state
+        self._big = Items(token, threshold)  # the creator's threshold, in every process
 
         def semaphore(name: str) -> RawSemLock:
             return open_semlock(
@@ -398,36 +415,59 @@ class _ProcessQueue:
     def put(self, obj: Any, block: bool, timeout: float | None) -> None:
         if not self._closed._is_zero():
             raise _closed_for_put()
-        parts = frame(DATA, dumps(obj))
-        if self._slots is not None and not self._slots.acquire(block, timeout if block else None):
-            raise queue.Full
-        self._accept(1)
+        placed: list[Placement] = []
+        parts = frame(DATA, self._big.dumps(obj, placed))
+        try:
+            if self._slots is not None and not self._slots.acquire(
+                block, timeout if block else None
+            ):
+                raise queue.Full
+            self._accept(1)
+        except BaseException:
+            Items.give_back(placed)  # the item was not put: its segment is free again
+            raise
         self._emit(parts)
 
     def put_many(self, objs: list[Any], block: bool, timeout: float | None) -> None:
         if not self._closed._is_zero():
             raise _closed_for_put()
-        frames = [frame(DATA, dumps(obj)) for obj in objs]
+        big = self._big
+        # Per item: the segment its message uses, if any (given back if it is not put).
+        placed: list[list[Placement]] = [[] for _ in objs]
+        try:
+            frames = [
+                frame(DATA, big.dumps(obj, mine)) for obj, mine in zip(objs, placed, strict=True)
+            ]
+        except BaseException:
+            for mine in placed:
+                Items.give_back(mine)
+            raise
         count = len(frames)
         if not count:
             return
-        if self._slots is None:
-            self._accept(count)
-            self._emit(_join(frames))
-            return
-        deadline = monotonic_deadline(timeout if block else 0.0)
         done = 0
-        slots = self._slots
-        while done < count:
-            left = remaining(deadline)
-            if not slots.acquire(block and left != 0.0, left):
-                raise _full(done, count)
-            take = 1
-            while done + take < count and slots.acquire(False):
-                take += 1
-            self._accept(take)
-            self._emit(_join(frames[done : done + take]))
-            done += take
+        try:
+            if self._slots is None:
+                self._accept(count)
+                done = count
+                self._emit(_join(frames))
+                return
+            deadline = monotonic_deadline(timeout if block else 0.0)
+            slots = self._slots
+            while done < count:
+                left = remaining(deadline)
+                if not slots.acquire(block and left != 0.0, left):
+                    raise _full(done, count)
+                take = 1
+                while done + take < count and slots.acquire(False):
+                    take += 1
+                self._accept(take)
+                done += take
+                self._emit(_join(frames[done - take : done]))
+        except BaseException:
+            for mine in placed[done:]:
+                Items.give_back(mine)
+            raise
 
     def _accept(self, count: int) -> None:
         """Count ``count`` items as accepted, unless the queue closed meanwhile."""
@@ -468,10 +508,10 @@ class _ProcessQueue:
     # -- getting ------------------------------------------------------------------------
 
     def get(self, block: bool, timeout: float | None) -> Any:
-        return loads(self._take_many(1, block, timeout)[0])
+        return Items.loads(self._take_many(1, block, timeout)[0])
 
     def get_many(self, max_items: int | None, block: bool, timeout: float | None) -> list[Any]:
-        return [loads(p) for p in self._take_many(max_items, block, timeout)]
+        return [Items.loads(p) for p in self._take_many(max_items, block, timeout)]
 
     def _take_many(
         self, max_items: int | None, block: bool, timeout: float | None
@@ -690,7 +730,7 @@ class Queue(Generic[T]):
 
             self._impl = ClusterQueue.create(connect(settings.address), maxsize)
         elif is_process(settings):
-            self._impl = self._process_impl.create(maxsize)
+            self._impl = self._process_impl.create(maxsize, settings.shared_threshold)
         else:
             self._impl = self._thread_impl(maxsize, settings.check_pickle)
         remember(self._impl.token, self)

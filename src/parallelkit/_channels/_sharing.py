@@ -195,6 +195,7 @@ def own(
     semaphores: tuple[str, ...] = (),
     segments: tuple[str, ...] = (),
     fifos: tuple[str, ...] = (),
+    prefixes: tuple[str, ...] = (),
 ) -> weakref.finalize[Any, Any]:
     """Register names created here; unlink them when ``anchor`` is collected or at exit.
 
@@ -208,6 +209,11 @@ def own(
         semaphores: Names of POSIX semaphores.
         segments: Names of POSIX shared-memory segments.
         fifos: Paths of FIFOs.
+        prefixes: Name prefixes of shared-memory segments that any process may
+            have made for the channel (its big items, see :mod:`._big`): every
+            segment whose name starts with one is unlinked on release. The
+            resource tracker is started now, so that processes started from
+            here on share it with this one.
 
     Returns:
         The finalizer; calling it releases the names now.
@@ -220,8 +226,10 @@ def own(
         tracked = _tracked_fifo_name(path)
         if tracked is not None:
             resource_tracker.register(tracked, "shared_memory")
+    if prefixes:
+        resource_tracker.ensure_running()
     key = next(_keys)
-    names = (os.getpid(), semaphores, segments, fifos)
+    names = (os.getpid(), semaphores, segments, fifos, prefixes)
     _pending[key] = names
     # weakref's own exit hook runs before multiprocessing's (it is registered later)
     # and disables every finalizer: the names are released at exit by _release_at_exit.
@@ -232,7 +240,9 @@ def own(
 
 
 _keys = itertools.count()
-_pending: dict[int, tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+_pending: dict[
+    int, tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+] = {}
 #: Each exit hook: its priority, and the process in which it is registered.
 _exit_hooks: dict[Callable[[], None], tuple[int, int]] = {}
 
@@ -280,9 +290,15 @@ def _release(
     semaphores: tuple[str, ...],
     segments: tuple[str, ...],
     fifos: tuple[str, ...],
+    prefixes: tuple[str, ...] = (),
 ) -> None:
     if _pending.pop(key, None) is None or os.getpid() != pid:
         return  # released already, or inherited from the process that made them
+    if prefixes:
+        from .._bulk import unlink_prefix  # it builds on this module
+
+        for prefix in prefixes:
+            unlink_prefix(prefix)
     for name in semaphores:
         with contextlib.suppress(FileNotFoundError):
             _mp.sem_unlink(name)
