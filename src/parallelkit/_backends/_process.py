@@ -216,43 +216,37 @@ class Backend:
     # -- the protocol -------------------------------------------------------------------
 
     def prepare_fn(self, fn: Callable[..., Any]) -> object:
-        placed: list[_bulk.Placement] = []
-        blob = _bulk.dumps(
-            fn,
-            self._threshold,
-            self._shared_outbox,
-            plain=dumps_function,
-            cache=self._cache.lookup if self._cache else None,
-            placed=placed,
-            by_value=by_value(fn),
-        )
-        return _bulk.parcel(blob, placed)
+        return self._pack(fn, self._shared_outbox, function=True)
 
     def pack_items(self, items: list[Any]) -> object:
-        placed: list[_bulk.Placement] = []
-        blob = _bulk.dumps(
-            items,
-            self._threshold,
-            self._task_outbox,
-            plain=dumps,
-            cache=self._cache.lookup if self._cache else None,
-            placed=placed,
-        )
-        return _bulk.parcel(blob, placed)
+        return self._pack(items, self._task_outbox)
 
     def _shared_blob(self, obj: object, *, function: bool = False) -> bytes:
         """``obj`` serialized for every worker, its big buffers placed for this backend's life."""
+        parcel = self._pack(obj, self._shared_outbox, function=function, cached=False)
+        self._init_parcels.append(parcel)
+        return _bulk.message_of(parcel)
+
+    def _pack(
+        self, obj: object, outbox: _bulk.Outbox, *, function: bool = False, cached: bool = True
+    ) -> object:
+        """Serialize ``obj`` (a function: as :func:`dumps_function` would), big buffers placed.
+
+        Returns:
+            The message, or a :class:`~parallelkit._bulk.Parcel` holding it and
+            the segments it refers to until it is spent.
+        """
         placed: list[_bulk.Placement] = []
         blob = _bulk.dumps(
             obj,
             self._threshold,
-            self._shared_outbox,
+            outbox,
             plain=dumps_function if function else dumps,
+            cache=self._cache.lookup if self._cache and cached else None,
             placed=placed,
             by_value=function and by_value(obj),
         )
-        self._init_parcels.append(_bulk.parcel(blob, placed))
-        return blob
+        return _bulk.parcel(blob, placed)
 
     def send(self, chunk: Chunk) -> None:
         frame = self._channel.frame(
