@@ -12,7 +12,7 @@ VENV_OLDEST := .venv-oldest
 PY := $(VENV)/bin/python
 PY_OLDEST := $(VENV_OLDEST)/bin/python
 
-.PHONY: demo test lint typecheck pytest pytest-oldest docs bench clean check-pythons
+.PHONY: demo test lint typecheck pytest pytest-oldest docs bench bench-bulk clean check-pythons
 
 check-pythons:
 	@test -n "$(PYTHON_NEWEST)" || { echo "Python 3.13 not found under $(PYENV_ROOT)/versions; set PYTHON_NEWEST=/path/to/python3.13"; exit 1; }
@@ -58,6 +58,12 @@ test: lint typecheck docs pytest pytest-oldest
 bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet joblib
 	$(PY) benchmarks/bench_executor.py
+
+# Big payloads through shared memory, beside multiprocessing, faster-fifo and
+# joblib (installed here, for the benchmark only: they are no dependencies).
+bench-bulk: $(VENV)/.installed
+	$(PY) -m pip install --quiet numpy joblib faster-fifo
+	$(PY) benchmarks/bench_bulk.py
 
 clean:
 	rm -rf $(VENV) $(VENV_OLDEST) build site src/*.egg-info
