@@ -64,6 +64,7 @@ from typing import Any, cast
 
 import numpy as np
 from bench_channels import with_children
+from bench_executor import seconds
 
 import parallelkit
 
@@ -300,14 +301,6 @@ def figure(c: Contender, amount: float) -> str:
     if amount:
         return f"{amount / c.median / MB:,.0f} MB/s ±{c.spread:.0%}"
     return f"{seconds(c.median)} ±{c.spread:.0%}"
-
-
-def seconds(value: float) -> str:
-    if value >= 1:
-        return f"{value:.2f} s"
-    if value >= 0.01:
-        return f"{value * 1000:.0f} ms"
-    return f"{value * 1000:.1f} ms"
 
 
 def shm_mark(c: Contender) -> str:
