@@ -462,6 +462,13 @@ _BYTES_DEPTH: Final = 3
 _BYTES_VISITS: Final = 10_000
 
 
+def _is_big_bytes(item: object, threshold: int) -> bool:
+    """Whether ``item`` is a bytes, bytearray or memoryview of ``threshold`` bytes or more."""
+    if isinstance(item, (bytes, bytearray)):
+        return len(item) >= threshold
+    return isinstance(item, memoryview) and item.nbytes >= threshold
+
+
 def _big_bytes_on_top(obj: object, threshold: int) -> bool:
     """Whether ``obj`` is, or directly holds (a short list or tuple), a big bytes-like object.
 
@@ -473,12 +480,7 @@ def _big_bytes_on_top(obj: object, threshold: int) -> bool:
         held = cast("tuple[object, ...] | list[object]", obj)
         if len(held) <= 8:
             items = held
-    for item in items:
-        if isinstance(item, (bytes, bytearray)) and len(item) >= threshold:
-            return True
-        if isinstance(item, memoryview) and item.nbytes >= threshold:
-            return True
-    return False
+    return any(_is_big_bytes(item, threshold) for item in items)
 
 
 def _holds_big_bytes(obj: object, threshold: int) -> bool:
@@ -497,13 +499,9 @@ def _holds_big_bytes(obj: object, threshold: int) -> bool:
             visits += 1
             if visits > _BYTES_VISITS:
                 return False
-            if isinstance(item, (bytes, bytearray)):
-                if len(item) >= threshold:
-                    return True
-            elif isinstance(item, memoryview):
-                if item.nbytes >= threshold:
-                    return True
-            elif isinstance(item, (list, tuple)):
+            if _is_big_bytes(item, threshold):
+                return True
+            if isinstance(item, (list, tuple)):
                 deeper.extend(cast("list[object] | tuple[object, ...]", item))
             elif isinstance(item, dict):
                 deeper.extend(cast("dict[object, object]", item).values())
