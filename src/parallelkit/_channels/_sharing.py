@@ -44,6 +44,7 @@ import weakref
 from multiprocessing import resource_tracker, util
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, cast
 
+from .._bulk import unlink_prefix
 from .._errors import ClosedChannelError
 
 if TYPE_CHECKING:
@@ -294,11 +295,8 @@ def _release(
 ) -> None:
     if _pending.pop(key, None) is None or os.getpid() != pid:
         return  # released already, or inherited from the process that made them
-    if prefixes:
-        from .._bulk import unlink_prefix  # it builds on this module
-
-        for prefix in prefixes:
-            unlink_prefix(prefix)
+    for prefix in prefixes:
+        unlink_prefix(prefix)
     for name in semaphores:
         with contextlib.suppress(FileNotFoundError):
             _mp.sem_unlink(name)
