@@ -393,26 +393,39 @@ def take_fifo_bytes(count: int, size: int) -> Callable[[Any, ShmWatch], None]:
     return consume
 
 
+def queue_contenders(
+    ctx: Any,
+    default_name: str,
+    put: Callable[..., None],
+    args: tuple[int, int],
+    take: Callable[[Any, ShmWatch], None],
+) -> tuple[Contender, Contender, Contender]:
+    """A parallelkit Queue with the default threshold, one without, multiprocessing's.
+
+    ``put(q, ready, go, *args, threshold)`` runs in the child; ``take`` in the parent.
+    """
+    return (
+        Contender(
+            default_name,
+            queue_run(ctx, pk_queue(DEFAULT_THRESHOLD), put, (*args, DEFAULT_THRESHOLD), take),
+        ),
+        Contender(
+            "Queue, shared_threshold=None",
+            queue_run(ctx, pk_queue(None), put, (*args, None), take),
+        ),
+        Contender("multiprocessing.Queue", queue_run(ctx, ctx.Queue, put, (*args, None), take)),
+    )
+
+
 def queue_1mb(run: Run) -> list[Line]:
     ctx, n, size = run.context, run.sizes.blobs, MB
     fifo = import_optional("faster_fifo")
-    default = Contender(
+    default, today, mp = queue_contenders(
+        ctx,
         f"Queue, default threshold ({DEFAULT_THRESHOLD // KIB} KiB)",
-        queue_run(
-            ctx,
-            pk_queue(DEFAULT_THRESHOLD),
-            put_bytes,
-            (n, size, DEFAULT_THRESHOLD),
-            take_bytes(n, size),
-        ),
-    )
-    today = Contender(
-        "Queue, shared_threshold=None",
-        queue_run(ctx, pk_queue(None), put_bytes, (n, size, None), take_bytes(n, size)),
-    )
-    mp = Contender(
-        "multiprocessing.Queue",
-        queue_run(ctx, ctx.Queue, put_bytes, (n, size, None), take_bytes(n, size)),
+        put_bytes,
+        (n, size),
+        take_bytes(n, size),
     )
     ff = Contender(
         "faster_fifo.Queue",
@@ -469,17 +482,8 @@ def queue_100mb(run: Run) -> list[Line]:
         assert total == n * int(probe.sum())
         return took
 
-    take = take_arrays(n, size)
-    default = Contender(
-        "Queue, default threshold",
-        queue_run(ctx, pk_queue(DEFAULT_THRESHOLD), put_arrays, (n, size, DEFAULT_THRESHOLD), take),
-    )
-    today = Contender(
-        "Queue, shared_threshold=None",
-        queue_run(ctx, pk_queue(None), put_arrays, (n, size, None), take),
-    )
-    mp = Contender(
-        "multiprocessing.Queue", queue_run(ctx, ctx.Queue, put_arrays, (n, size, None), take)
+    default, today, mp = queue_contenders(
+        ctx, "Queue, default threshold", put_arrays, (n, size), take_arrays(n, size)
     )
     copy = Contender("np.copyto, same bytes, one process", memcpy)
     default.expects_shm = True
